@@ -1,0 +1,144 @@
+# buildpack-python-dotcloud: the build as a make DAG.
+#
+#   make compile BUILD_DIR=/path/to/app [CACHE_DIR=...] [ENV_DIR=...]   (what bin/compile runs)
+#   make python-3.13.0 | vendor | test | lint | serve | bench
+#
+# Every expensive step keeps its result in CACHE_DIR under a name that says what it holds
+# (Python version + platform, hashes of the requirement files), published by rename. Targets
+# depend on those names order-only, never on the mtimes of checked-out files.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DELETE_ON_ERROR:
+.SECONDARY:
+.SUFFIXES:
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules --no-print-directory
+.DEFAULT_GOAL := help
+
+BP := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
+BUILD_DIR ?=
+CACHE_DIR ?= $(BP)/cache
+ENV_DIR ?=
+# The buildpack's own Python (stdlib only): the build image's python3.
+PYTHON3 ?= python3
+DC := PYTHONPATH='$(BP)/lib' $(PYTHON3) -m dcbuild
+PLATFORM := $(subst arm64,aarch64,$(shell uname -m))-linux-gnu
+# Bump when the way layers are made changes, so old cache entries are not reused.
+LAYER_FORMAT := 1
+
+CACHE := $(CACHE_DIR)/python-dotcloud
+LAYERS := $(CACHE)/layers
+SLUG := $(BUILD_DIR)/.dotcloud
+STATE := $(SLUG)/state
+# Copy a tree: hard links where the filesystem allows, else reflinks or a plain copy.
+copy_tree = rm -rf '$(2)' && { cp -al '$(1)' '$(2)' 2>/dev/null || { rm -rf '$(2)' && cp -a --reflink=auto '$(1)' '$(2)'; }; }
+
+.PHONY: help
+help:
+	@sed -n 's/^#   //p' '$(BP)/Makefile'
+
+# --- the runtime layer ---------------------------------------------------------------
+# make python-3.13.0: fetch (or package) and unpack that runtime into the cache.
+python-%: | $(LAYERS)/runtime-%-$(PLATFORM) ;
+
+$(LAYERS)/runtime-%:
+	@echo "-----> Installing Python $(firstword $(subst -, ,$*))"
+	@mkdir -p '$(LAYERS)'
+	@$(DC).runtime --cache '$(CACHE)' install '$(firstword $(subst -, ,$*))' '$@'
+
+ifneq ($(BUILD_DIR),)
+# "3.13.0 runtime.txt:1", resolved once per run from the app's files.
+RESOLVED := $(shell $(DC).runtime --cache '$(CACHE)' resolve '$(BUILD_DIR)' || echo FAILED)
+ifneq ($(filter FAILED,$(RESOLVED)),)
+$(error Build stopped)
+endif
+PY_VERSION := $(word 1,$(RESOLVED))
+PY_ORIGIN := $(word 2,$(RESOLVED))
+PY_KEY := $(PY_VERSION)-$(PLATFORM)
+
+# --- the dependency layers --------------------------------------------------------------
+DCREQS_HASH := $(shell sha256sum < '$(BP)/config/dcrequirements.txt' | cut -c1-12)
+DC_KEY := $(PY_KEY)-f$(LAYER_FORMAT)-$(DCREQS_HASH)
+DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
+
+USER_REQS := $(if $(wildcard $(BUILD_DIR)/requirements.txt),requirements.txt)
+ifneq ($(USER_REQS),)
+USER_HASH := $(shell $(DC).reqs digest '$(BUILD_DIR)/$(USER_REQS)' || echo FAILED)
+ifeq ($(USER_HASH),FAILED)
+$(error Build stopped)
+endif
+USER_KEY := $(DC_KEY)-$(USER_HASH)
+USER_LAYER := $(LAYERS)/userreqs-$(USER_KEY)
+else
+USER_KEY := $(DC_KEY)-none
+USER_LAYER := $(DC_LAYER)
+endif
+
+.PHONY: compile python dcreqs userreqs profile
+compile: userreqs profile
+
+python: | $(LAYERS)/runtime-$(PY_KEY)
+dcreqs: | $(DC_LAYER)
+userreqs: | $(STATE)/python-$(USER_KEY)
+
+$(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
+	@echo "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
+	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(LAYERS)/runtime-$(PY_KEY),$$tmp); \
+	$(DC).pip "$$tmp/python" '$(BP)/config/dcrequirements.txt' --cwd '$(BP)' --cache '$(CACHE)/pip' \
+	  --env-dir '$(ENV_DIR)' --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
+	mv -T "$$tmp" '$@'
+
+$(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
+	@echo "-----> Installing requirements with pip ($(USER_REQS))"
+	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(DC_LAYER),$$tmp); \
+	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' --cache '$(CACHE)/pip' \
+	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS)' || { rm -rf "$$tmp"; exit 1; }; \
+	mv -T "$$tmp" '$@'
+
+# The slug's copy of the environment, keyed like the layer it comes from.
+$(STATE)/python-$(USER_KEY): | $(USER_LAYER)
+	@echo "-----> Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS),no requirements.txt)"
+	@rm -rf '$(STATE)'/python-* && mkdir -p '$(STATE)'
+	@$(call copy_tree,$(USER_LAYER)/python,$(SLUG)/python)
+	@touch '$@'
+
+profile:
+	@mkdir -p '$(BUILD_DIR)/.profile.d'
+	@cmp -s '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh' || \
+	  cp '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh'
+endif
+
+-include $(wildcard $(BP)/mk/*.mk)
+
+# --- development ------------------------------------------------------------------------
+TEST_VENV := $(BP)/.venv-test
+.PHONY: test lint
+$(TEST_VENV)/.ok: $(BP)/tests/requirements.txt
+	$(PYTHON3) -m venv '$(TEST_VENV)'
+	'$(TEST_VENV)/bin/pip' install --quiet -r '$(BP)/tests/requirements.txt'
+	touch '$@'
+
+test: $(TEST_VENV)/.ok
+	'$(TEST_VENV)/bin/python' -m pytest '$(BP)/tests'
+
+lint: $(TEST_VENV)/.ok
+	'$(TEST_VENV)/bin/ruff' check '$(BP)/lib' '$(BP)/tests'
+	'$(TEST_VENV)/bin/shellcheck' '$(BP)'/bin/*
+
+# Rebuild vendor/python/manifest.tsv from the newest pbs-installer release on PyPI.
+.PHONY: python-manifest
+python-manifest:
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	$(PYTHON3) -m pip download --quiet --no-deps --only-binary=:all: -d "$$tmp" pbs-installer; \
+	$(DC).manifest generate "$$tmp"/pbs_installer-*.whl
+
+# Build the bundled sample app (test/fixtures/sample) and serve it on $PORT (default 5000).
+SERVE_DIR := $(BP)/cache/serve
+PORT ?= 5000
+.PHONY: serve
+serve:
+	@rm -rf '$(SERVE_DIR)/app' && mkdir -p '$(SERVE_DIR)' && cp -a '$(BP)/test/fixtures/sample' '$(SERVE_DIR)/app'
+	@'$(BP)/bin/compile' '$(SERVE_DIR)/app' '$(CACHE_DIR)'
+	@cd '$(SERVE_DIR)/app' && HOME='$(SERVE_DIR)/app' PORT='$(PORT)' bash -c \
+	  'for f in .profile.d/*.sh; do . "$$f"; done; \
+	   if [[ -x bin/dcweb ]]; then echo "-----> Serving on http://127.0.0.1:$$PORT (Ctrl-C stops)"; exec bin/dcweb; fi; \
+	   exec python3 -c "import wsgi, sys; print(\"-----> The sample app imports with Python\", sys.version.split()[0])"'

@@ -1,0 +1,139 @@
+"""Shared helpers: fixture apps copied into tmp_path, real builds run as subprocesses.
+
+Expensive shared inputs (runtime archives) are made once per test run behind a file lock
+under the base temp directory's parent, which all pytest-xdist workers share.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+BP = Path(__file__).resolve().parents[1]
+FIXTURES = BP / "test" / "fixtures"
+sys.path.insert(0, str(BP / "lib"))
+
+from dcbuild import localpython  # noqa: E402
+from dcbuild.versions import Version  # noqa: E402
+
+HOST_PYTHON = shutil.which("python3") or sys.executable
+
+
+def pytest_report_header(config):
+    out = []
+    for cmd in (["make", "--version"], [HOST_PYTHON, "--version"], ["nginx", "-v"]):
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            out.append((res.stdout or res.stderr).splitlines()[0])
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            pass
+    locals_ = ", ".join(str(lp.version) for lp in localpython.find_local())
+    out.append(f"local CPythons: {locals_ or 'none'}")
+    return out
+
+
+@dataclass
+class Build:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+    def __str__(self) -> str:  # what a failed assertion shows
+        return f"exit {self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def build_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHON_OFFLINE", "1")  # CI has no route to upstream; don't probe it
+    env.update(extra)
+    return env
+
+
+def run_compile(app: Path, cache: Path, env_dir: Path | None = None, **env: str) -> Build:
+    args = [str(BP / "bin" / "compile"), str(app), str(cache)] + ([str(env_dir)] if env_dir else [])
+    res = subprocess.run(args, cwd=app, env=build_env(**env), capture_output=True, text=True, timeout=900)
+    return Build(res.returncode, res.stdout, res.stderr)
+
+
+def copy_fixture(name: str, dest: Path) -> Path:
+    shutil.copytree(FIXTURES / name, dest, symlinks=True)
+    return dest
+
+
+def local_versions() -> list[Version]:
+    return [lp.version for lp in localpython.find_local()]
+
+
+def local_line(line: tuple[int, int]) -> Version | None:
+    fits = [v for v in local_versions() if v.line == line]
+    return max(fits) if fits else None
+
+
+@pytest.fixture(scope="session")
+def shared_dir(tmp_path_factory) -> Path:
+    """A directory all xdist workers of this run share."""
+    root = tmp_path_factory.getbasetemp().parent / "shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+class Runtimes:
+    """Runtime archives made once per run, hard-linked into each test's own cache."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def ensure(self, version: Version) -> Path:
+        cache = self.root / "cache"
+        store = cache / "python-dotcloud" / "runtimes"
+        name = f"cpython-{version}-{_platform()}.tar.gz"
+        with open(self.root / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (store / name).exists():
+                res = subprocess.run(
+                    ["make", "-C", str(BP), f"python-{version}", f"CACHE_DIR={cache}"],
+                    env=build_env(), capture_output=True, text=True, timeout=900,
+                )
+                assert res.returncode == 0, res.stdout + res.stderr
+        return store / name
+
+    def seed(self, cache: Path, *versions: Version) -> Path:
+        store = cache / "python-dotcloud" / "runtimes"
+        store.mkdir(parents=True, exist_ok=True)
+        for version in versions:
+            archive = self.ensure(version)
+            for src in (archive, archive.with_name(archive.name + ".sha256")):
+                os.link(src, store / src.name)
+        return cache
+
+
+def _platform() -> str:
+    from dcbuild.manifest import current_platform
+
+    return current_platform()
+
+
+@pytest.fixture(scope="session")
+def runtimes(shared_dir) -> Runtimes:
+    root = shared_dir / "runtimes"
+    root.mkdir(exist_ok=True)
+    return Runtimes(root)
+
+
+@pytest.fixture
+def py312() -> Version:
+    version = local_line((3, 12))
+    if version is None:
+        pytest.skip("no local CPython 3.12 on this machine")
+    return version
