@@ -30,7 +30,7 @@ LAYERS := $(CACHE)/layers
 SLUG := $(BUILD_DIR)/.dotcloud
 STATE := $(SLUG)/state
 # Copy a tree: hard links where the filesystem allows, else reflinks or a plain copy.
-copy_tree = rm -rf '$(2)' && { cp -al '$(1)' '$(2)' 2>/dev/null || { rm -rf '$(2)' && cp -a --reflink=auto '$(1)' '$(2)'; }; }
+copy_tree = rm -rf "$(2)" && { cp -al "$(1)" "$(2)" 2>/dev/null || { rm -rf "$(2)" && cp -a --reflink=auto "$(1)" "$(2)"; }; }
 
 .PHONY: help
 help:
@@ -83,7 +83,7 @@ userreqs: | $(STATE)/python-$(USER_KEY)
 $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
 	@echo "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(LAYERS)/runtime-$(PY_KEY),$$tmp); \
-	$(DC).pip "$$tmp/python" '$(BP)/config/dcrequirements.txt' --cwd '$(BP)' --cache '$(CACHE)/pip' \
+	$(DC).pip "$$tmp/python" config/dcrequirements.txt --cwd '$(BP)' --cache '$(CACHE)/pip' \
 	  --env-dir '$(ENV_DIR)' --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
@@ -101,10 +101,12 @@ $(STATE)/python-$(USER_KEY): | $(USER_LAYER)
 	@$(call copy_tree,$(USER_LAYER)/python,$(SLUG)/python)
 	@touch '$@'
 
-profile:
-	@mkdir -p '$(BUILD_DIR)/.profile.d'
-	@cmp -s '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh' || \
-	  cp '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh'
+PROFILE_HASH := $(shell sha256sum < '$(BP)/config/profile.sh' | cut -c1-12)
+profile: | $(STATE)/profile-$(PROFILE_HASH)
+$(STATE)/profile-$(PROFILE_HASH):
+	@mkdir -p '$(BUILD_DIR)/.profile.d' '$(STATE)' && rm -f '$(STATE)'/profile-*
+	@cp '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh'
+	@touch '$@'
 endif
 
 -include $(wildcard $(BP)/mk/*.mk)

@@ -137,7 +137,7 @@ def test_broken_requirement(tmp_path, runtimes):
     build = run_compile(app, cache)
     assert_clean_failure(build)
     assert "No matching distribution found for this-package-does-not-exist-dcbp" in build.output  # pip's own
-    assert "Failed requirement: this-package-does-not-exist-dcbp==1.0 (from -r requirements.txt (line 2))" \
+    assert "Failed requirement: this-package-does-not-exist-dcbp==1.0 (requirements.txt:2)" \
         in build.stderr
     layers = cache / "python-dotcloud" / "layers"
     assert not [p.name for p in layers.iterdir() if p.name.startswith("userreqs-") or ".tmp." in p.name]

@@ -71,7 +71,7 @@ def _is_elf(path: Path) -> bool:
 
 def _clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """The environment minus everything that steers Python or pip from outside."""
-    drop = ("PYTHON", "PIP_", "VIRTUAL_ENV", "CONDA_", "__PYVENV_LAUNCHER__", "PYENV_VERSION")
+    drop = ("PYTHON", "PIP_", "VIRTUAL_ENV", "CONDA_", "__PYVENV_LAUNCHER__", "PYENV_VERSION", "ENSUREPIP_")
     env = {k: v for k, v in os.environ.items() if not k.startswith(drop)}
     env.update(extra or {})
     return env
@@ -205,12 +205,11 @@ def _skip(rel: str, name: str, is_dir: bool, stdlib: str) -> bool:
     """Whether ``rel/name`` (relative to the prefix) stays out of the runtime."""
     if name == "__pycache__" or (not is_dir and name.endswith(".pth")):
         return True
-    if rel == f"lib/{stdlib}":
-        return False
-    if rel == f"lib/{stdlib}/site-packages":
+    std = f"lib/{stdlib}"
+    if rel == f"{std}/site-packages":
         return True  # the directory itself is kept, empty
-    if rel.startswith(f"lib/{stdlib}/"):
-        sub = rel[len(f"lib/{stdlib}/") :] + "/" + name
+    if rel == std or rel.startswith(std + "/"):
+        sub = (rel + "/" + name)[len(std) + 1 :]
         if is_dir and sub in _STDLIB_SKIP_DIRS:
             return True
         if not is_dir and sub.startswith("config-") and name.startswith("libpython") and name.endswith(".a"):
@@ -302,52 +301,78 @@ def _elf_files(root: Path, stdlib: str) -> list[Path]:
     return sorted(p for p in candidates if not p.is_symlink() and p.is_file() and _is_elf(p))
 
 
+def _new_rpath(path: Path, current: str, root: Path, old_prefixes: list[str], needs_libpython: bool) -> list[str]:
+    entries = [e for e in current.split(":") if e]
+    new_entries: list[str] = []
+    for entry in entries:
+        for old in old_prefixes:
+            if entry == old or entry.startswith(old + "/"):
+                rel = os.path.relpath(root / os.path.relpath(entry, old), path.parent)
+                entry = "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"
+                break
+        if entry not in new_entries:
+            new_entries.append(entry)
+    if needs_libpython and "$ORIGIN/../lib" not in new_entries:
+        new_entries.insert(0, "$ORIGIN/../lib")
+    return new_entries
+
+
 def _fix_rpaths(patchelf: str, root: Path, old_prefixes: list[str], stdlib: str) -> int:
-    """Turn RUNPATH entries under the old prefix into ``$ORIGIN``-relative ones."""
-    changed = 0
+    """Turn RUNPATH entries under the old prefix into ``$ORIGIN``-relative ones; return how many files."""
+    groups: dict[str, list[str]] = {}
     for path in _elf_files(root, stdlib):
         data = path.read_bytes()
         in_bin = path.parent == root / "bin"
         if not any(p.encode() in data for p in old_prefixes) and not (in_bin and b"libpython" in data):
             continue
         current = _run([patchelf, "--print-rpath", str(path)], f"patchelf --print-rpath {path.name}").strip()
-        entries = [e for e in current.split(":") if e]
-        new_entries = []
-        for entry in entries:
-            for old in old_prefixes:
-                if entry == old or entry.startswith(old.rstrip("/") + "/"):
-                    staged = root / os.path.relpath(entry, old)
-                    rel = os.path.relpath(staged, path.parent)
-                    entry = "$ORIGIN" if rel == "." else f"$ORIGIN/{rel}"
-                    break
-            if entry not in new_entries:
-                new_entries.append(entry)
-        if in_bin and b"libpython" in data and "$ORIGIN/../lib" not in new_entries:
+        needs_libpython = False
+        if in_bin and b"libpython" in data:
             needed = _run([patchelf, "--print-needed", str(path)], f"patchelf --print-needed {path.name}")
-            if "libpython" in needed:
-                new_entries.insert(0, "$ORIGIN/../lib")
-        if new_entries != entries:
-            _run([patchelf, "--set-rpath", ":".join(new_entries), str(path)], f"patchelf --set-rpath {path.name}")
-            changed += 1
-    return changed
+            needs_libpython = "libpython" in needed
+        new = _new_rpath(path, current, root, old_prefixes, needs_libpython)
+        if ":".join(new) != current:
+            groups.setdefault(":".join(new), []).append(str(path))
+    for rpath, paths in groups.items():
+        _run([patchelf, "--set-rpath", rpath, *paths], "patchelf --set-rpath")
+    return sum(len(p) for p in groups.values())
+
+
+def _strip_debug(root: Path, stdlib: str) -> None:
+    """Drop debug information (pyenv builds keep it: 30 MB in libpython alone), if strip exists."""
+    strip = shutil.which("strip")
+    files = [str(p) for p in _elf_files(root, stdlib)]
+    if strip and files:
+        _run([strip, "--strip-debug", *files], "strip --strip-debug")
 
 
 def _install_pip(root: Path, python: Path, stdlib: str) -> None:
+    """Install pip, alone, into the staged tree with the staged interpreter.
+
+    What ``ensurepip --default-pip`` does, from the same bundled wheel, run directly: that
+    skips ensurepip's byte-compiling of pip (seconds; pip compiles what it imports when it
+    first runs) and the setuptools that ensurepip adds up to Python 3.11.
+    """
     env = _clean_env(
         {
             "PIP_CONFIG_FILE": os.devnull,
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
             "PIP_NO_INPUT": "1",
             "PYTHONNOUSERSITE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
         }
     )
-    _run([str(python), "-I", "-B", "-m", "ensurepip", "--default-pip"], "ensurepip", env)
     site = root / "lib" / stdlib / "site-packages"
-    if (site / "setuptools").exists():  # Python 3.11 and older bundle it; the runtime ships pip alone
-        _run([str(python), "-I", "-B", "-m", "pip", "uninstall", "-y", "-q", "setuptools"], "pip uninstall", env)
+    wheels = sorted((root / "lib" / stdlib / "ensurepip" / "_bundled").glob("pip-*.whl"))
+    if wheels:
+        wheel = str(wheels[-1])
+        cmd = [str(python), "-I", f"{wheel}/pip", "install", "--no-index", "--no-cache-dir", "--no-compile"]
+        _run([*cmd, "--no-warn-script-location", "--quiet", wheel], "Installing pip", env)
+    else:
+        _run([str(python), "-I", "-m", "ensurepip", "--default-pip"], "ensurepip", env)
+        if (site / "setuptools").exists():
+            _run([str(python), "-I", "-m", "pip", "uninstall", "-y", "-q", "setuptools"], "pip uninstall", env)
     if not (root / "bin" / "pip3").exists():
-        raise log.BuildError("ensurepip did not install pip", f"No pip3 in {root / 'bin'}.")
+        raise log.BuildError("Installing pip failed", f"No pip3 in {root / 'bin'}.")
 
 
 def _drop_stdlib_bytecode(root: Path, stdlib: str) -> None:
@@ -405,6 +430,7 @@ def package(local: LocalPython, out: Path) -> str:
         python = root / "bin" / stdlib
         if not _is_elf(python):
             raise log.BuildError(f"{prefix} has no bin/{stdlib} interpreter binary")
+        _strip_debug(root, stdlib)
         _fix_rpaths(patchelf, root, old_prefixes, stdlib)
         for old in old_prefixes:
             relocate.rewrite_prefix(root, old, relocate.PLACEHOLDER)

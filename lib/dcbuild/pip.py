@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import log
+from . import log, reqs
 
 PASSED_THROUGH = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -58,23 +58,50 @@ def clean_env(cache: Path | None, env_dir: Path | None) -> dict[str, str]:
 
 
 _CULPRITS = (
-    re.compile(r"Could not find a version that satisfies the requirement (\S+)(?: \(from (.+)\))?"),
     re.compile(r"No matching distribution found for (\S+)"),
-    re.compile(r"Invalid requirement: '?([^']+)'?(?:.*\(from (line \d+ of .+)\))?"),
-    re.compile(r"Failed (?:to build|building wheel for) (?:installable wheels for some pyproject.toml based projects )?\(?([^)\s]+)"),
-    re.compile(r"Cannot install (.+) because these package versions have conflicting dependencies"),
+    re.compile(r"Could not find a version that satisfies the requirement (\S+)"),
+    re.compile(r"Invalid requirement: '?([^'\n]+)'?"),
+    re.compile(r"Failed to build installable wheels for some pyproject.toml based projects \(?([^)\n]+)\)?"),
+    re.compile(r"Failed building wheel for (\S+)"),
+    re.compile(r"Cannot install (.+?) because these package versions have conflicting dependencies"),
     re.compile(r"Could not open requirements file: (.+)"),
 )
 
 
 def culprit(output: str) -> str | None:
-    """One line naming the requirement pip failed on, from pip's own output."""
+    """The requirement pip failed on, from pip's own output."""
     for pattern in _CULPRITS:
-        for m in pattern.finditer(output):
-            where = m.group(2) if m.lastindex and m.lastindex >= 2 and m.group(2) else None
-            return f"{m.group(1)}" + (f" (from {where})" if where else "")
+        m = pattern.search(output)
+        if m:
+            return m.group(1).strip()
     collecting = re.findall(r"^\s*Collecting (\S+)", output, re.M)
     return collecting[-1] if collecting else None
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def where(requirement: str, files: list[Path], base: Path) -> str | None:
+    """``file:line`` of the first line in the requirement files that names the same project."""
+    m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+    if not m:
+        return None
+    wanted = _normal(m.group(0))
+    for path in files:
+        try:
+            lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, 1):
+            n = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+            if n and _normal(n.group(1)) == wanted:
+                try:
+                    name = path.resolve().relative_to(base.resolve())
+                except ValueError:
+                    name = path
+                return f"{name}:{number}"
+    return None
 
 
 def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str) -> None:
@@ -95,6 +122,12 @@ def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir
         sys.stdout.flush()
     if proc.wait() != 0:
         what = culprit("".join(captured))
+        if what:
+            try:
+                place = where(what, reqs.collect(cwd / requirement), cwd)
+            except log.BuildError:
+                place = None
+            what += f" ({place})" if place else ""
         raise log.BuildError(
             f"pip could not install the packages in {label}",
             f"Failed requirement: {what}" if what else "pip's own message is above.",

@@ -65,7 +65,7 @@ _VERSION_RE = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")
 
 def _check(line: tuple[int, int], micro: int | None, origin: str, raw: str, fix: str) -> Request:
     if line not in SUPPORTED_LINES:
-        newest = f"{SUPPORTED_LINES[-1][0]}.{SUPPORTED_LINES[-1][1]}"
+        newest = f"{DEFAULT_LINE[0]}.{DEFAULT_LINE[1]}"
         if line < SUPPORTED_LINES[0]:
             why = f"Python {line[0]}.{line[1]} has reached its end of life and gets no security fixes."
         else:
@@ -117,6 +117,7 @@ def parse_runtime_txt(path: Path) -> Request | None:
         raise log.BuildError(
             f"runtime.txt:{extra_n}: unexpected second line {extra!r}",
             "runtime.txt holds exactly one version, such as 'python-3.14'. Remove the other lines.",
+            f"Supported lines: {supported_text()}.",
         )
     major, minor, micro = m.groups()
     return _check((int(major), int(minor)), None if micro is None else int(micro), origin, text, "'python-{v}'")
