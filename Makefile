@@ -11,7 +11,7 @@ SHELL := bash
 .DELETE_ON_ERROR:
 .SECONDARY:
 .SUFFIXES:
-MAKEFLAGS += --warn-undefined-variables --no-builtin-rules --no-print-directory
+MAKEFLAGS += --warn-undefined-variables --no-builtin-rules --no-print-directory --silent
 .DEFAULT_GOAL := help
 
 BP := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
@@ -71,6 +71,19 @@ USER_LAYER := $(LAYERS)/userreqs-$(USER_KEY)
 else
 USER_KEY := $(DC_KEY)-none
 USER_LAYER := $(DC_LAYER)
+endif
+
+# Say what the cache already holds (at parse time, so `make -q` stays quiet about work).
+ifneq ($(wildcard $(LAYERS)/runtime-$(PY_KEY)),)
+$(info -----> Using cached Python $(PY_VERSION) ($(PY_ORIGIN)))
+endif
+ifneq ($(wildcard $(DC_LAYER)),)
+$(info -----> Using cached dotCloud requirements (config/dcrequirements.txt unchanged))
+endif
+ifneq ($(USER_REQS),)
+ifneq ($(wildcard $(USER_LAYER)),)
+$(info -----> Using cached packages ($(USER_REQS) unchanged))
+endif
 endif
 
 .PHONY: compile python dcreqs userreqs profile

@@ -7,8 +7,9 @@
 # rename (the recipe builds OUT.tmp.PID, then mv), so a killed build never looks finished.
 #
 #   make vendor                  build $(NGINX_VENDOR) if missing (also: make nginx-vendor)
-#   make nginx BUILD_DIR=...     put bin/nginx + conf/ into $(BUILD_DIR)/.dotcloud/nginx,
+#   make nginx BUILD_DIR=...     copy bin/nginx + conf/ into $(BUILD_DIR)/.dotcloud/nginx,
 #                                from vendor/, else the cache, else a build into the cache
+#                                (a copy, not hard links: the slug may be changed in place)
 #   make nginx-key               print NGINX_KEY
 #
 # NGINX_SOURCE=upstream (environment or command line) builds the unpatched nginx.org tarball
@@ -84,7 +85,7 @@ $(NGINX_STAMP):
 	tmp='$(NGINX_SLUG).tmp.'$$$$; \
 	rm -rf "$$tmp"; \
 	mkdir -p '$(dir $(NGINX_SLUG))' '$(dir $(NGINX_STAMP))'; \
-	cp -al "$$src" "$$tmp" 2>/dev/null || { rm -rf "$$tmp"; cp -a "$$src" "$$tmp"; }; \
+	cp -a "$$src" "$$tmp"; \
 	rm -rf '$(NGINX_SLUG)'; \
 	mv -T "$$tmp" '$(NGINX_SLUG)'; \
 	rm -f '$(dir $(NGINX_STAMP))'nginx-*; \

@@ -18,10 +18,10 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -107,9 +107,8 @@ def _exe_in_prefix(prefix: Path) -> Path | None:
         return None
     for path in entries:
         m = _EXE_NAME.fullmatch(path.name)
-        if m and _is_elf(path.resolve()):
-            if best is None or int(m.group(1)) > best[0]:
-                best = (int(m.group(1)), path)
+        if m and (best is None or int(m.group(1)) > best[0]) and _is_elf(path.resolve()):
+            best = (int(m.group(1)), path)
     if best is None and _is_elf((bindir / "python3").resolve()):
         return bindir / "python3"
     return best[1] if best else None
@@ -174,14 +173,16 @@ def inspect(path: Path) -> LocalPython | None:
 
 def find_local() -> list[LocalPython]:
     """Usable local CPythons, newest first, one per install prefix."""
-    seen_exe: set[Path] = set()
-    found: dict[Path, LocalPython] = {}
+    exes: dict[Path, None] = {}
     for candidate in _candidates():
         exe = candidate.resolve()
-        if exe in seen_exe or not _is_elf(exe):
-            continue
-        seen_exe.add(exe)
-        local = inspect(exe)
+        # /usr/bin holds the distro's Pythons (prefix /usr): not worth a process to ask.
+        if exe not in exes and exe.parent != Path("/usr/bin") and _is_elf(exe):
+            exes[exe] = None
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(inspect, exes))
+    found: dict[Path, LocalPython] = {}
+    for local in results:
         if local and local.prefix not in found:
             found[local.prefix] = local
     return sorted(found.values(), key=lambda lp: (lp.version, str(lp.prefix)), reverse=True)

@@ -39,11 +39,11 @@ _UNSAFE = re.compile(r"[\s'\"\\$`]")
 
 _PYTHON_NAME = re.compile(r"python(?:\d+(?:\.\d+)?)?")
 _EXEC_LINE = re.compile(rb"^'''exec' (?P<exe>'[^']*'|\"[^\"]*\"|\S+) \"\$0\" \"\$@\"$")
-POLYGLOT = (
-    "#!/bin/sh\n"
-    "'''exec' \"$(dirname -- \"$(realpath -- \"$0\")\")/{name}\" \"$0\" \"$@\"\n"
-    "' '''\n"
-)
+POLYGLOT = """\
+#!/bin/sh
+'''exec' "$(dirname -- "$(realpath -- "$0")")/{name}" "$0" "$@"
+' '''
+"""
 
 
 def _pattern(prefix: str) -> re.Pattern[bytes]:

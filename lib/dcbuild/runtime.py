@@ -12,9 +12,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import urllib.error
-import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,6 +79,9 @@ def reachable(url: str) -> bool:
     """Whether upstream answers at all (any HTTP status counts); DNS failure returns at once."""
     if os.environ.get("PYTHON_OFFLINE"):
         return False
+    import urllib.error
+    import urllib.request
+
     req = urllib.request.Request(url, method="HEAD")
     try:
         urllib.request.urlopen(req, timeout=PROBE_TIMEOUT).close()
@@ -151,6 +151,9 @@ def _offline_choice(req: Request, store: Store, platform: str, wanted: Version |
 
 
 def _download(url: str, dest: Path) -> None:
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as resp, dest.open("wb") as out:
             shutil.copyfileobj(resp, out, 1 << 20)
