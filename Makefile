@@ -25,6 +25,8 @@ PLATFORM := $(subst arm64,aarch64,$(shell uname -m))-linux-gnu
 # Bump when the way layers are made changes, so old cache entries are not reused.
 LAYER_FORMAT := 1
 
+# herokuish and Heroku set STACK (heroku-24, ...): compiled packages depend on its libraries.
+STACK ?=
 CACHE := $(CACHE_DIR)/python-dotcloud
 LAYERS := $(CACHE)/layers
 SLUG := $(BUILD_DIR)/.dotcloud
@@ -57,7 +59,7 @@ PY_KEY := $(PY_VERSION)-$(PLATFORM)
 
 # --- the dependency layers --------------------------------------------------------------
 DCREQS_HASH := $(shell sha256sum < '$(BP)/config/dcrequirements.txt' | cut -c1-12)
-DC_KEY := $(PY_KEY)-f$(LAYER_FORMAT)-$(DCREQS_HASH)
+DC_KEY := $(PY_KEY)$(if $(STACK),-$(STACK))-f$(LAYER_FORMAT)-$(DCREQS_HASH)
 DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
 
 USER_REQS := $(if $(wildcard $(BUILD_DIR)/requirements.txt),requirements.txt)
@@ -86,6 +88,9 @@ $(info -----> Using cached packages ($(USER_REQS) unchanged))
 endif
 endif
 
+STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --dcreqs '$(DCREQS_HASH)' \
+  --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS)'
+
 .PHONY: compile python dcreqs userreqs profile
 compile: userreqs profile
 
@@ -94,16 +99,18 @@ dcreqs: | $(DC_LAYER)
 userreqs: | $(STATE)/python-$(USER_KEY)
 
 $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
+	@$(DC).cache why --kind dcreqs $(STATE_ARGS)
 	@echo "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(LAYERS)/runtime-$(PY_KEY),$$tmp); \
-	$(DC).pip "$$tmp/python" config/dcrequirements.txt --cwd '$(BP)' --cache '$(CACHE)/pip' \
+	$(DC).pip "$$tmp/python" config/dcrequirements.txt --cwd '$(BP)' --cache '$(CACHE)/pip' --wheelhouse '$(CACHE)/wheels' \
 	  --env-dir '$(ENV_DIR)' --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
 $(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
+	@$(DC).cache why --kind userreqs $(STATE_ARGS)
 	@echo "-----> Installing requirements with pip ($(USER_REQS))"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(DC_LAYER),$$tmp); \
-	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' --cache '$(CACHE)/pip' \
+	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' --cache '$(CACHE)/pip' --wheelhouse '$(CACHE)/wheels' \
 	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS)' || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
@@ -112,6 +119,8 @@ $(STATE)/python-$(USER_KEY): | $(USER_LAYER)
 	@echo "-----> Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS),no requirements.txt)"
 	@rm -rf '$(STATE)'/python-* && mkdir -p '$(STATE)'
 	@$(call copy_tree,$(USER_LAYER)/python,$(SLUG)/python)
+	@$(DC).cache record $(STATE_ARGS) --used '$(LAYERS)/runtime-$(PY_KEY)' --used '$(DC_LAYER)' \
+	  --used '$(USER_LAYER)' --used '$(CACHE)/runtimes/cpython-$(PY_KEY).tar.gz'
 	@touch '$@'
 
 PROFILE_HASH := $(shell sha256sum < '$(BP)/config/profile.sh' | cut -c1-12)

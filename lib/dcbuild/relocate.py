@@ -31,8 +31,11 @@ MARKER = ".dcbuild-prefix"
 
 # A prefix occurrence starts a path: it is not preceded by a path character or the end of a
 # make/shell expansion (so /usr/bin/install and $(LIBPL)/install-sh are left alone), except
-# after a compiler flag such as -L or -I; it ends where the path goes on or the token ends.
-_BEFORE = r"(?:(?<![\w.~/+\-)}$])|(?<=[\s'\"=,:]-[LIR])|(?<=^-[LIR]))"
+# after a compiler flag (-L/install/lib) or as ./PREFIX (WASM_ASSETS_DIR); it ends where the
+# path goes on or the token ends (so /installation is left alone).
+_BEFORE = (
+    r"(?:(?<![\w.~/+\-)}$])|(?<=[\s'\"=,:]-[LIR])|(?<=^-[LIR])|(?<=[\s'\"=,:]\.)|(?<=^\.))"
+)
 _AFTER = r"(?=[/\s'\"\\:;,)}\]]|$)"
 # Characters a bound path must not hold: they would break the quoting of the files we edit.
 _UNSAFE = re.compile(r"[\s'\"\\$`]")

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import configparser
+import contextlib
 import errno
 import grp
 import os
@@ -153,10 +154,8 @@ class Parent:
 
     def forward(self, signum: int, _frame) -> None:
         if self.status is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(self.proc.pid, signum)
-            except ProcessLookupError:
-                pass
 
     def reap(self, _signum: int = 0, _frame=None) -> None:
         while True:

@@ -1,0 +1,112 @@
+"""The cache's memory of the last build: why a layer is rebuilt, and pruning old entries.
+
+``last-build.json`` holds what the last successful build used (Python version, stack,
+hashes of the requirement files). When a layer has to be built again, ``why`` compares and
+says, one line per reason, what changed. ``record`` writes the file and prunes entries not
+used by the last few builds, so the cache does not grow without bound.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from . import log
+
+STATE = "last-build.json"
+FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements")
+KEEP = int(os.environ.get("DC_CACHE_KEEP", "3"))
+
+
+def load(cache: Path) -> dict[str, str]:
+    try:
+        data = json.loads((cache / STATE).read_text())
+        return {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def reasons(kind: str, last: dict[str, str], now: dict[str, str]) -> list[str]:
+    """What changed since the last build, as the log says it, for a layer of ``kind``."""
+    if not last:
+        return []
+    out = []
+    if last.get("stack", "") != now.get("stack", ""):
+        out.append(f"stack changed ({last.get('stack') or 'none'} -> {now.get('stack') or 'none'})")
+    if last.get("python") != now.get("python"):
+        out.append(f"Python {last.get('python')} -> {now.get('python')}")
+    if last.get("dcreqs") != now.get("dcreqs"):
+        out.append("the buildpack's config/dcrequirements.txt changed")
+    if kind == "userreqs" and (last.get("userreqs"), last.get("requirements")) != (
+        now.get("userreqs"),
+        now.get("requirements"),
+    ):
+        if not last.get("requirements"):
+            out.append(f"{now.get('requirements')} added")
+        else:
+            out.append(f"{now.get('requirements') or last.get('requirements')} changed")
+    return out
+
+
+LABELS = {"dcreqs": "cached dotCloud requirements", "userreqs": "cached packages"}
+
+
+def record(cache: Path, now: dict[str, str], used: list[Path]) -> None:
+    tmp = cache / f"{STATE}.tmp.{os.getpid()}"
+    tmp.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, cache / STATE)
+    stamp = time.time()
+    for path in used:
+        if path.exists():
+            os.utime(path, (stamp, stamp))  # recency, for pruning
+    prune(cache, KEEP)
+
+
+def prune(cache: Path, keep: int) -> list[Path]:
+    """Keep the ``keep`` most recently used entries of each kind; remove the rest."""
+    removed = []
+    groups: dict[str, list[Path]] = {}
+    layers = cache / "layers"
+    if layers.is_dir():
+        for path in layers.iterdir():
+            if ".tmp." not in path.name:
+                groups.setdefault(path.name.split("-", 1)[0], []).append(path)
+    runtimes = cache / "runtimes"
+    if runtimes.is_dir():
+        groups["archives"] = [p for p in runtimes.glob("cpython-*.tar.gz")]
+    for paths in groups.values():
+        paths.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in paths[keep:]:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+                Path(str(path) + ".sha256").unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dcbuild.cache")
+    parser.add_argument("cmd", choices=["why", "record"])
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--kind", default="userreqs")
+    for field in FIELDS:
+        parser.add_argument(f"--{field}", default="")
+    parser.add_argument("--used", type=Path, action="append", default=[])
+    args = parser.parse_args(argv)
+    now = {field: getattr(args, field) for field in FIELDS}
+    if args.cmd == "why":
+        for reason in reasons(args.kind, load(args.cache), now):
+            log.step(f"Discarding {LABELS.get(args.kind, 'cache')}: {reason}")
+    else:
+        record(args.cache, now, args.used)
+    return 0
+
+
+if __name__ == "__main__":
+    log.main(_main)

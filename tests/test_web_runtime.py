@@ -1,0 +1,307 @@
+"""The web stack's pieces, without servers: config rendering, the log listener, the
+supervisord overlay, the configs and approot build steps, dcapproot.sh."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import BP
+from dcbuild import log
+from dcbuild import web as build_web
+from dcruntime import events, render
+from dcruntime import web as runtime_web
+
+DC_ENV = {**os.environ, "PYTHONPATH": str(BP / "lib")}
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def test_render_replaces_only_allowed_braced_names():
+    text = "listen ${PORT};\ntry_files $uri ${uri} /x/$1 $host $PORT ${FOO} ${HOME}/current/;\n"
+    out = render.render(text, {"PORT": "8080", "HOME": "/app", "FOO": "nope"}, ["PORT", "HOME"])
+    assert out == "listen 8080;\ntry_files $uri ${uri} /x/$1 $host $PORT ${FOO} /app/current/;\n"
+
+
+def test_render_names_every_unset_variable_and_its_line():
+    with pytest.raises(render.RenderError) as err:
+        render.render("a\nlisten ${PORT};\nroot ${HOME};\n", {}, ["PORT", "HOME"], source="t.conf")
+    assert str(err.value).splitlines() == ["t.conf:2: ${PORT} is not set", "t.conf:3: ${HOME} is not set"]
+
+
+def test_render_allow_list_extends_with_dc_template_vars():
+    names = render.allowed_names({"DC_TEMPLATE_VARS": "SERVER_NAME, REDIRECT_HOST"})
+    assert {"PORT", "HOME", "TMPDIR", "DC_RUN_DIR", "SERVER_NAME", "REDIRECT_HOST"} <= names
+    out = render.render("server_name ${SERVER_NAME};", {"SERVER_NAME": "example.org"}, names)
+    assert out == "server_name example.org;"
+
+
+def test_buildpack_template_renders_and_keeps_nginx_variables():
+    env = {"PORT": "5000", "HOME": "/app", "TMPDIR": "/tmp", "DC_RUN_DIR": "/tmp/dcweb.x", "NGINX_WORKERS": "2"}
+    text = (BP / "config" / "nginx.conf.template").read_text()
+    out = render.render(text, env, render.allowed_names(env))
+    assert "${" not in out.replace("${NAME}", "")
+    assert "listen 5000;" in out
+    assert "root /app/current/;" in out
+    assert "include /app/current/*nginx.conf;" in out
+    assert "uwsgi_pass unix:/tmp/dcweb.x/uwsgi.sock;" in out
+    assert "'$remote_addr ($http_x_real_ip) - $remote_user [$time_local] '" in out
+
+
+def test_render_command_fails_clearly_on_unset_variable(tmp_path):
+    template = tmp_path / "nginx.conf.template"
+    template.write_text("events {}\nhttp { server { listen ${PORT}; } }\n")
+    env = {k: v for k, v in DC_ENV.items() if k != "PORT"}
+    res = subprocess.run(
+        [sys.executable, "-m", "dcruntime.render", str(template), str(tmp_path / "out")],
+        env=env, capture_output=True, text=True,
+    )
+    assert res.returncode == 1
+    assert res.stderr == f"error: {template}:2: ${{PORT}} is not set\n"
+    assert not (tmp_path / "out").exists()
+
+
+# --- the log listener --------------------------------------------------------------------
+
+
+def make_listener(run_dir=None, pid=0):
+    out = io.StringIO()
+    return events.Listener(out, {"nginx", "uwsgi"}, run_dir, pid), out
+
+
+def test_listener_prefixes_complete_lines_and_joins_chunks():
+    listener, out = make_listener()
+    stdout = {"processname": "uwsgi", "channel": "stdout"}
+    listener.log(stdout, "first line\nsecond ")
+    listener.log({"processname": "worker", "channel": "stderr"}, "other\n")
+    listener.log(stdout, "half\n\nthird")
+    assert out.getvalue() == "uwsgi | first line\nworker | other\nuwsgi | second half\nuwsgi | \n"
+    listener.state("PROCESS_STATE_EXITED", {"processname": "uwsgi"})
+    assert out.getvalue().endswith("uwsgi | third\n")
+
+
+def test_listener_speaks_supervisor_protocol_with_character_lengths():
+    listener, out = make_listener()
+    payloads = [
+        "processname:nginx groupname:nginx pid:7 channel:stdout\nGET /caf\u00e9 200\r\nnext\n",
+        "processname:web groupname:web pid:8 from_state:RUNNING expected:1 pid:8",
+    ]
+    names = ["PROCESS_LOG_STDOUT", "PROCESS_STATE_EXITED"]
+    stream = "".join(
+        f"ver:3.0 server:supervisor serial:{i} pool:dclog poolserial:{i} eventname:{name} len:{len(p)}\n{p}"
+        for i, (name, p) in enumerate(zip(names, payloads))
+    )
+    stdin = io.TextIOWrapper(io.BytesIO(stream.encode()), encoding="utf-8", newline="")
+    protocol = io.BytesIO()
+    events.serve(listener, stdin, protocol)
+    assert protocol.getvalue() == b"READY\nRESULT 2\nOKREADY\nRESULT 2\nOKREADY\n"
+    assert out.getvalue() == "nginx | GET /caf\u00e9 200\r\nnginx | next\n"
+
+
+def test_listener_stops_supervisord_when_a_core_program_is_fatal(tmp_path):
+    victim = subprocess.Popen(["sleep", "30"])
+    listener, out = make_listener(tmp_path, victim.pid)
+    listener.state("PROCESS_STATE_FATAL", {"processname": "worker"})
+    assert victim.poll() is None
+    assert not (tmp_path / "fatal").exists()
+    listener.state("PROCESS_STATE_FATAL", {"processname": "uwsgi"})
+    assert victim.wait(5) == -signal.SIGTERM
+    assert (tmp_path / "fatal").read_text() == "uwsgi\n"
+    assert out.getvalue().splitlines() == [
+        "dcweb | worker could not be started (FATAL); the web process keeps running",
+        "dcweb | uwsgi could not be started (FATAL): stopping the web process",
+    ]
+
+
+# --- the web process's parent --------------------------------------------------------------
+
+
+def test_overlay_routes_output_of_app_programs_without_log_files(tmp_path):
+    conf = tmp_path / "supervisord.conf"
+    conf.write_text(
+        "[program:worker]\ncommand=python3 worker.py ; a comment\n\n"
+        "[program:logs]\ncommand=x\nstdout_logfile=/var/log/x.log\nredirect_stderr=true\n\n"
+        "[group:g]\nprograms=worker\n"
+    )
+    text = runtime_web.overlay(conf, root=False)
+    assert "[program:worker]\nstdout_logfile=NONE\nstdout_events_enabled=true\n" in text
+    assert "stderr_logfile=NONE\nstderr_events_enabled=true" in text
+    assert "[program:logs]\nstderr_logfile=NONE\nstderr_events_enabled=true\n" in text
+    assert "[group:g]" not in text and "[supervisord]" not in text
+    assert runtime_web.overlay(tmp_path / "missing.conf", root=True).splitlines()[1:] == ["[supervisord]", "user=root"]
+    conf.write_text("no section header\n")
+    assert "does not parse" in runtime_web.overlay(conf, root=False)
+
+
+def test_child_env_removes_only_our_own_pythonpath_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([runtime_web.LIB_DIR, "/app/lib"]))
+    env = runtime_web.child_env(tmp_path)
+    assert env["PYTHONPATH"] == "/app/lib"
+    assert env["DC_RUN_DIR"] == str(tmp_path)
+    assert len(env["DC_SUPERVISOR_PASSWORD"]) == 32
+    monkeypatch.setenv("PYTHONPATH", runtime_web.LIB_DIR)
+    assert "PYTHONPATH" not in runtime_web.child_env(tmp_path)
+
+
+def test_run_dir_is_private_and_refuses_socket_paths_that_are_too_long(tmp_path):
+    run_dir = runtime_web.make_run_dir(str(tmp_path))
+    assert run_dir.parent == tmp_path and run_dir.stat().st_mode & 0o777 == 0o700
+    deep = tmp_path / ("d" * 100)
+    deep.mkdir()
+    with pytest.raises(runtime_web.WebError, match="too long for a unix socket path"):
+        runtime_web.make_run_dir(str(deep))
+    assert list(deep.iterdir()) == []
+
+
+# --- the configs build step ------------------------------------------------------------------
+
+
+def fake_slug(tmp_path: Path) -> Path:
+    app = tmp_path / "app"
+    conf = app / ".dotcloud" / "nginx" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "uwsgi_params").write_text("uwsgi_param QUERY_STRING $query_string;\n")
+    (conf / "mime.types").write_text("types { text/html html; }\n")
+    return app
+
+
+def test_configs_installs_runtime_files_and_a_procfile(tmp_path, capsys):
+    app = fake_slug(tmp_path)
+    build_web.install_configs(app)
+    out = capsys.readouterr().out
+    assert out.startswith("-----> Installing runtime configs\n       Installed bin/dcweb ")
+    for dest in ("bin/dcweb", "bin/nginx_start", "bin/uwsgi_start", "bin/dcapproot.sh"):
+        assert os.access(app / dest, os.X_OK)
+    assert (app / "config/uwsgi_params").read_text().startswith("uwsgi_param QUERY_STRING")
+    assert (app / "config/nginx.conf.template").read_bytes() == (BP / "config/nginx.conf.template").read_bytes()
+    assert (app / "Procfile").read_text() == "web: bin/dcweb\n"
+    assert (app / ".dotcloud/lib/dcruntime/web.py").is_file()
+    assert not list((app / ".dotcloud/lib/dcruntime").glob("__pycache__"))
+
+
+def test_configs_never_overwrites_the_apps_own_files(tmp_path, capsys):
+    app = fake_slug(tmp_path)
+    (app / "config").mkdir()
+    (app / "config/supervisord.conf").write_text("; the app's own\n")
+    (app / "Procfile").write_text("web: gunicorn wsgi\n")
+    build_web.install_configs(app)
+    out = capsys.readouterr().out
+    assert "       Keeping the app's own config/supervisord.conf (not replaced by the buildpack's)\n" in out
+    assert "       Using the app's own Procfile (the default would be: web: bin/dcweb)\n" in out
+    assert (app / "config/supervisord.conf").read_text() == "; the app's own\n"
+    assert (app / "Procfile").read_text() == "web: gunicorn wsgi\n"
+
+
+def test_configs_again_replaces_its_own_files_only(tmp_path, capsys):
+    app = fake_slug(tmp_path)
+    bp = tmp_path / "bp"
+    for sub in ("bin", "config", "lib/dcruntime"):
+        (bp / sub).mkdir(parents=True)
+    for src, _, _ in build_web.FILES:
+        if not src.startswith("nginx:"):
+            (bp / src).write_text("v1\n")
+    (bp / "lib/dcruntime/__init__.py").write_text("")
+    build_web.install_configs(app, bp)
+    (app / "config/supervisord.conf").write_text("; edited by the app\n")
+    (bp / "bin/dcweb").write_text("v2\n")
+    capsys.readouterr()
+    build_web.install_configs(app, bp)
+    out = capsys.readouterr().out
+    assert (app / "bin/dcweb").read_text() == "v2\n"
+    assert (app / "config/supervisord.conf").read_text() == "; edited by the app\n"
+    assert "Keeping the app's own config/supervisord.conf" in out
+    record = json.loads((app / build_web.RECORD).read_text())
+    assert set(record) == {dest for _, dest, _ in build_web.FILES} | {"Procfile"}
+
+
+def test_configs_needs_the_nginx_layer(tmp_path):
+    (tmp_path / "app").mkdir()
+    with pytest.raises(log.BuildError, match="nginx layer is missing"):
+        build_web.install_configs(tmp_path / "app")
+
+
+# --- the approot build step and dcapproot.sh ---------------------------------------------------
+
+
+def approot_step(app: Path, approot: str | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in DC_ENV.items() if k != "APPROOT"}
+    if approot is not None:
+        env["APPROOT"] = approot
+    return subprocess.run(
+        [sys.executable, "-m", "dcbuild.web", "approot", str(app)], env=env, capture_output=True, text=True
+    )
+
+
+def test_approot_links_are_relative_idempotent_and_survive_a_move(tmp_path):
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "src/wsgi.py").write_text("")
+    res = approot_step(app, "src/")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == "-----> Linking the approot\n       current -> src, code -> .\n"
+    assert os.readlink(app / "current") == "src" and os.readlink(app / "code") == "."
+    before = (app / "current").lstat()
+    assert approot_step(app, "src").returncode == 0
+    assert (app / "current").lstat().st_ino == before.st_ino
+    moved = app.rename(tmp_path / "moved")
+    assert (moved / "current" / "wsgi.py").is_file() and (moved / "code" / "src").is_dir()
+    # At run time, with no APPROOT, the script keeps the link it finds.
+    res = subprocess.run([str(BP / "bin/dcapproot.sh"), str(moved)], capture_output=True, text=True,
+                         env={"PATH": os.environ["PATH"], "HOME": str(moved)})
+    assert res.returncode == 0 and os.readlink(moved / "current") == "src"
+
+
+@pytest.mark.parametrize(
+    ("approot", "message"),
+    [
+        ("site", " !     Error: The approot 'site' is not a directory in the app.\n"),
+        ("/srv/app", " !     Error: The approot '/srv/app' is not inside the app.\n"),
+        ("../elsewhere", " !     Error: The approot '../elsewhere' is not inside the app.\n"),
+    ],
+)
+def test_approot_errors_are_clear(tmp_path, approot, message):
+    app = tmp_path / "app"
+    app.mkdir()
+    res = approot_step(app, approot)
+    assert res.returncode == 1
+    assert res.stderr.startswith(message)
+    assert "Traceback" not in res.stderr
+    assert not (app / "current").exists()
+
+
+def test_approot_refuses_an_apps_own_current_and_warns_without_wsgi(tmp_path):
+    app = tmp_path / "app"
+    (app / "current").mkdir(parents=True)
+    res = approot_step(app)
+    assert res.returncode == 1
+    assert res.stderr.startswith(" !     Error: The app has its own 'current'.\n")
+    (app / "current").rmdir()
+    res = approot_step(app)
+    assert res.returncode == 0
+    assert " !     Warning: No wsgi.py in the approot (.)" in res.stderr
+
+
+def test_dcapproot_keeps_an_apps_own_code_directory(tmp_path):
+    (tmp_path / "code").mkdir()
+    res = subprocess.run([str(BP / "bin/dcapproot.sh"), str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 0
+    assert "warning: the app has its own code" in res.stderr
+    assert (tmp_path / "code").is_dir() and not (tmp_path / "code").is_symlink()
+    assert os.readlink(tmp_path / "current") == "."
+
+
+def test_shell_scripts_are_shellcheck_clean():
+    scripts = [BP / "bin" / name for name in ("dcweb", "nginx_start", "uwsgi_start", "dcapproot.sh")]
+    try:
+        res = subprocess.run(["shellcheck", *map(str, scripts)], capture_output=True, text=True)
+    except FileNotFoundError:
+        pytest.skip("shellcheck is not installed")
+    assert res.returncode == 0, res.stdout
+

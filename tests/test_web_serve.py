@@ -1,0 +1,406 @@
+"""The web process for real: slugs built by bin/compile, started the way a platform starts
+them (`.profile.d` sourced, then `bin/dcweb`), real nginx, uWSGI and supervisord, real HTTP on
+127.0.0.1.
+
+Slugs and TMPDIRs live in a world-traversable directory under /tmp, not in tmp_path: as root,
+nginx's workers run as nobody and must reach the app's static files; and the uWSGI socket's
+path must stay short. One build cache is shared by the whole run, behind a file lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.client
+import os
+import pty
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BP, Build, build_env, copy_fixture, run_compile
+
+pytestmark = pytest.mark.slow
+
+SHUTDOWN_BUDGET = 10.0
+
+
+# --- building --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def web_builder(shared_dir):
+    root = shared_dir / "web"
+    root.mkdir(exist_ok=True)
+    cache = root / "cache"
+
+    def build(fixture: str, dest: Path, prepare=None, **env: str) -> Build:
+        copy_fixture(fixture, dest)
+        if prepare is not None:
+            prepare(dest)
+        with open(root / "lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build = run_compile(dest, cache, **env)
+            if build.returncode == 0 and "-----> Installing runtime configs" not in build.stdout:
+                # Until `compile` runs the web targets itself (mk/web.mk): run them as it would.
+                res = subprocess.run(
+                    ["make", "--no-print-directory", "-C", str(BP), "nginx", "configs", "approot",
+                     f"BUILD_DIR={dest}", f"CACHE_DIR={cache}"],
+                    env=build_env(**env), capture_output=True, text=True, timeout=900,
+                )
+                build = Build(res.returncode, build.stdout + res.stdout, build.stderr + res.stderr)
+            return build
+
+    return build
+
+
+@pytest.fixture
+def place():
+    """A fresh world-traversable directory under /tmp for one test's slug and TMPDIR."""
+    path = Path(tempfile.mkdtemp(prefix="dcwt-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def slug(web_builder, place):
+    def make(fixture: str, prepare=None, **env: str) -> Path:
+        build = web_builder(fixture, place / "app", prepare, **env)
+        assert build.returncode == 0, build
+        assert "-----> Installing runtime configs" in build.stdout, build
+        make.build = build
+        return place / "app"
+
+    return make
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_pids(sid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
+
+
+class Web:
+    """bin/dcweb in its own session, its stdout (and stderr) a pipe, file, socket or tty."""
+
+    def __init__(self, app: Path, tmpdir: Path, stdout: str = "pipe", user: str | None = None, **env: str):
+        self.app, self.port = app, free_port()
+        tmpdir.mkdir(exist_ok=True)
+        self.env = {"HOME": str(app), "PORT": str(self.port), "TMPDIR": str(tmpdir), "PATH": "/usr/bin:/bin",
+                    "LANG": "C.UTF-8", **env}
+        self.chunks: list[bytes] = []
+        self.logfile = tmpdir / "web.log"
+        reader = None
+        if stdout == "pipe":
+            reader, out = os.pipe()
+        elif stdout == "socket":
+            a, b = socket.socketpair()
+            reader, out = a.detach(), b.detach()
+        elif stdout == "tty":
+            reader, out = pty.openpty()
+        else:
+            out = os.open(self.logfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        command = 'set -eo pipefail; for f in .profile.d/*.sh; do . "$f"; done; exec bin/dcweb'
+        argv = ["bash", "-c", command]
+        if user:
+            argv = ["setpriv", f"--reuid={user}", f"--regid={pwd.getpwnam(user).pw_gid}", "--clear-groups", *argv]
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen(argv, cwd=app, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                     stderr=out, start_new_session=True)
+        os.close(out)
+        self.thread = None
+        if reader is not None:
+            self.thread = threading.Thread(target=self._read, args=(reader,), daemon=True)
+            self.thread.start()
+
+    def _read(self, fd: int) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except OSError:  # EIO: the tty's last writer is gone
+                break
+            if not data:
+                break
+            self.chunks.append(data)
+        os.close(fd)
+
+    @property
+    def output(self) -> str:
+        if self.thread is None:
+            return self.logfile.read_text(errors="replace")
+        return b"".join(self.chunks).decode(errors="replace")
+
+    def request(self, path: str = "/", headers: dict[str, str] | None = None, timeout: float = 10.0):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path, headers={"User-Agent": "dcweb-tests", **(headers or {})})
+            res = conn.getresponse()
+            return res.status, dict(res.getheaders()), res.read()
+        finally:
+            conn.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> float:
+        """Seconds from start to the first 200 on /."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"dcweb exited with {self.proc.returncode}:\n{self.output}"
+            try:
+                if self.request("/", timeout=2)[0] == 200:
+                    return time.monotonic() - self.started
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"no 200 on / within {timeout}s:\n{self.output}")
+
+    def wait_for(self, text: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while text not in self.output:
+            assert time.monotonic() < deadline, f"{text!r} not in the output:\n{self.output}"
+            time.sleep(0.05)
+
+    def stop(self) -> tuple[int, float]:
+        """SIGTERM, as platforms do; the exit status and the seconds it took."""
+        start = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        status = self.proc.wait(30)
+        return status, time.monotonic() - start
+
+    def leftovers(self, timeout: float = 2.0) -> list[str]:
+        deadline = time.monotonic() + timeout
+        while (pids := session_pids(self.proc.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in pids]
+
+    def kill(self) -> None:
+        for pid in session_pids(self.proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.thread is not None:
+            self.thread.join(5)
+
+
+@pytest.fixture
+def web(place):
+    started: list[Web] = []
+
+    def start(app: Path, **kw) -> Web:
+        w = Web(app, place / "t", **kw)
+        started.append(w)
+        return w
+
+    yield start
+    for w in started:
+        w.kill()
+
+
+def assert_clean_stop(w: Web) -> None:
+    status, seconds = w.stop()
+    assert status == 0, w.output
+    assert seconds < SHUTDOWN_BUDGET, f"took {seconds:.1f}s\n{w.output}"
+    assert w.leftovers() == []
+    assert not list(Path(w.env["TMPDIR"]).glob("dcweb.*")), "the run directory was left behind"
+
+
+# --- tests -------------------------------------------------------------------------------
+
+
+def test_plain_app_serves_logs_and_stops_cleanly(slug, web):
+    app = slug("web_plain")
+    assert (app / "Procfile").read_text() == "web: bin/dcweb\n"
+    w = web(app)
+    ready = w.wait_ready()
+    status, headers, body = w.request("/")
+    assert (status, body) == (200, b"Hello from web_plain\n")
+    assert headers["Server"] == "nginx"  # server_tokens off: no version
+    w.wait_for('nginx | 127.0.0.1 (-) - - [')
+    w.wait_for('"GET / HTTP/1.1" 200 21 "-" "dcweb-tests"')
+    assert "uwsgi | " in w.output and "WSGI app 0 (mountpoint='') ready" in w.output
+    (app / "maintenance").touch()
+    assert w.request("/")[0] == 503
+    (app / "maintenance").unlink()
+    assert w.request("/")[0] == 200
+    print(f"first 200 after {ready:.2f}s")
+    assert_clean_stop(w)
+
+
+def test_static_files_come_from_nginx_in_the_approot(slug, web):
+    app = slug("web_static_approot", APPROOT="site")
+    assert os.readlink(app / "current") == "site"
+    w = web(app)
+    w.wait_ready()
+    assert w.request("/wsgi.py")[2] == b"app: /wsgi.py\n"  # sources are never served as files
+    assert w.request("/robots.txt")[2] == b"app: /robots.txt\n"  # no static/robots.txt: the app's
+    expected = (app / "site/static/hello.txt").read_bytes()
+    # Freeze uWSGI: whatever still answers is nginx.
+    uwsgi = [pid for pid in session_pids(w.proc.pid) if b"uwsgi" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert uwsgi
+    for pid in uwsgi:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        status, headers, body = w.request("/static/hello.txt", timeout=5)
+        assert (status, body) == (200, expected)
+        assert "ETag" in headers and headers["Content-Type"] == "text/plain"
+        status, headers, _ = w.request("/static/hello.txt", headers={"Accept-Encoding": "gzip"}, timeout=5)
+        assert headers.get("Content-Encoding") == "gzip"
+        assert w.request("/favicon.ico", timeout=5)[2] == b"\0\0\1\0"
+        assert w.request("/static/missing.txt", timeout=5)[0] == 404
+    finally:
+        for pid in uwsgi:
+            os.kill(pid, signal.SIGCONT)
+    assert_clean_stop(w)
+
+
+def test_app_nginx_conf_rules_apply_and_nginx_variables_survive(slug, web):
+    app = slug("web_nginx_conf")
+    w = web(app)
+    w.wait_ready()
+    status, headers, body = w.request("/echo/a%20b?x=1")
+    assert (status, body) == (200, b"uri=/echo/a b args=x=1\n")
+    assert headers["X-App-Nginx"] == "yes"
+    assert w.request("/static/any.css")[2] == b"app static location: /static/any.css\n"
+    assert_clean_stop(w)
+
+
+def test_app_nginx_template_wins_and_keeps_its_own_variables(slug, web):
+    template = (BP / "config/nginx.conf.template").read_text()
+    template = template.replace("server_tokens off;", 'server_tokens off;\n    add_header X-Uri "$uri via ${PORT}";')
+
+    def own_template(app: Path) -> None:
+        (app / "config").mkdir()
+        (app / "config/nginx.conf.template").write_text(template)
+
+    app = slug("web_plain", own_template)
+    kept = "       Keeping the app's own config/nginx.conf.template (not replaced by the buildpack's)"
+    assert kept in slug.build.stdout
+    w = web(app)
+    w.wait_ready()
+    assert w.request("/x")[1]["X-Uri"] == f"/x via {w.port}"
+    assert_clean_stop(w)
+
+
+def test_app_uwsgi_conf_applies_to_the_app_location(slug, web):
+    app = slug("web_uwsgi_conf")
+    w = web(app)
+    w.wait_ready()
+    start = time.monotonic()
+    assert w.request("/slow")[0] == 504
+    assert time.monotonic() - start < 3
+    assert_clean_stop(w)
+
+
+def test_app_supervisord_programs_run_and_log_to_the_web_log(slug, web):
+    app = slug("web_worker")
+    w = web(app)
+    w.wait_ready()
+    w.wait_for("worker | worker started")
+    w.wait_for("worker | worker warning on stderr")
+    assert (app / "worker.out").read_text().startswith("worker pid ")
+    assert_clean_stop(w)
+    assert "stopped: worker (exit status 0)" in w.output
+
+
+def test_broken_app_shows_its_traceback_and_exits_non_zero(slug, web):
+    app = slug("web_import_error")
+    w = web(app)
+    status = w.proc.wait(30)
+    assert status == 1, w.output
+    w.thread.join(5)
+    assert "Traceback (most recent call last)" in w.output
+    assert "uwsgi | RuntimeError: boom from web_import_error" in w.output
+    assert "dcweb | uwsgi could not be started (FATAL): stopping the web process" in w.output
+    assert w.leftovers() == []
+
+
+def test_nginx_config_error_is_shown_and_exits_non_zero(slug, web):
+    app = slug("web_plain")
+    (app / "nginx.conf").write_text("location / { return 200; }\n")  # clashes with ours
+    w = web(app)
+    assert w.proc.wait(30) == 1, w.output
+    w.thread.join(5)
+    assert 'nginx | ' in w.output and 'duplicate location "/"' in w.output
+    assert "dcweb | nginx could not be started (FATAL)" in w.output
+    assert w.leftovers() == []
+
+
+def test_moved_slug_still_serves(slug, web, place):
+    app = slug("web_static_approot", APPROOT="site")
+    moved = app.rename(place / "elsewhere")
+    w = web(moved)
+    w.wait_ready()
+    assert w.request("/static/hello.txt")[2] == (moved / "site/static/hello.txt").read_bytes()
+    assert "site/" not in os.readlink(moved / "current") and str(app) not in os.readlink(moved / "current")
+    assert_clean_stop(w)
+
+
+@pytest.mark.parametrize("stdout", ["pipe", "file", "socket", "tty"])
+def test_logs_reach_any_kind_of_stdout(slug, web, stdout):
+    app = slug("web_plain")
+    w = web(app, stdout=stdout)
+    w.wait_ready()
+    w.wait_for('"GET / HTTP/1.1" 200')
+    assert_clean_stop(w)
+    assert "ENXIO" not in w.output and "spawnerr" not in w.output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root case needs root")
+def test_as_root_nginx_workers_are_nobody_and_the_socket_is_not_world_writable(slug, web):
+    app = slug("web_plain")
+    w = web(app)
+    w.wait_ready()
+    (run_dir,) = Path(w.env["TMPDIR"]).glob("dcweb.*")
+    nobody = pwd.getpwnam("nobody")
+    st = run_dir.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o710, 0, nobody.pw_gid)
+    sock = (run_dir / "uwsgi.sock").stat()
+    assert (sock.st_mode & 0o777, sock.st_uid, sock.st_gid) == (0o660, 0, nobody.pw_gid)
+    workers = [pid for pid in session_pids(w.proc.pid)
+               if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"nginx: worker")]
+    assert workers
+    for pid in workers:
+        status = Path(f"/proc/{pid}/status").read_text()
+        assert f"\nUid:\t{nobody.pw_uid}\t" in status
+    assert "CRIT" not in w.output  # user=root is said on purpose; the control socket has a password
+    assert_clean_stop(w)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
+def test_unprivileged_user_serves_app_and_static_files(slug, web, place):
+    built = slug("web_static_approot", APPROOT="site")
+    app = place / "nobody-app"
+    shutil.copytree(built, app, symlinks=True)  # new inodes: the cache's hard links stay root's
+    subprocess.run(["chown", "-R", "nobody:", str(app)], check=True)
+    (place / "t").mkdir()
+    subprocess.run(["chown", "nobody:", str(place / "t")], check=True)
+    w = web(app, user="nobody")
+    w.wait_ready()
+    assert w.request("/static/hello.txt")[2] == (app / "site/static/hello.txt").read_bytes()
+    (run_dir,) = Path(w.env["TMPDIR"]).glob("dcweb.*")
+    assert run_dir.stat().st_mode & 0o777 == 0o700
+    assert_clean_stop(w)
