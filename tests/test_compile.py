@@ -12,8 +12,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import BP, copy_fixture, local_line, run_compile
 
+from conftest import copy_fixture, local_line, run_compile
 from dcbuild import manifest
 from dcbuild.versions import Version
 

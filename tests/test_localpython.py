@@ -279,10 +279,11 @@ def test_relocated_runtime_works_with_its_origin_hidden(packaged312, tmp_path):
         'static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "dchello", NULL, -1, methods};\n'
         "PyMODINIT_FUNC PyInit_dchello(void) { return PyModule_Create(&module); }\n"
     )
-    pip = [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--verbose", "."]
+    pip = [str(python), "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-cache-dir", "-v", "."]
     res = hidden(prefix, *pip, cwd=src)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
-    assert f"-I{root}/include/python3.12" in res.stdout
+    assert f"-I{root}/include/python3.12 " in res.stdout + res.stderr  # the compiler's command line
+    assert f"-L{root}/lib " in res.stdout + res.stderr
     res = hidden(prefix, str(python), "-c", "import dchello; print(dchello.answer(), dchello.__file__)", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith(f"42 {root}/lib/python3.12/site-packages/dchello")

@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,7 +146,7 @@ def _candidates() -> Iterable[Path]:
                 yield Path(directory) / name
 
 
-def inspect(path: Path) -> LocalPython | None:
+def inspect(path: Path, probe: Callable[[Path], dict | None] = _probe) -> LocalPython | None:
     """The CPython at ``path`` (an executable or a prefix), or None if it is not one we can use."""
     path = Path(path)
     if path.is_dir():
@@ -157,7 +157,7 @@ def inspect(path: Path) -> LocalPython | None:
     exe = path.resolve()
     if not _is_elf(exe):  # a pyenv shim or another wrapper script
         return None
-    info = _probe(exe)
+    info = probe(exe)
     if not info or info.get("implementation") != "cpython":
         return None
     if info.get("gil_disabled") or "t" in (info.get("abiflags") or ""):
@@ -171,16 +171,50 @@ def inspect(path: Path) -> LocalPython | None:
     return LocalPython(Version(major, minor, micro), prefix, exe)
 
 
-def find_local() -> list[LocalPython]:
-    """Usable local CPythons, newest first, one per install prefix."""
+def _signature(exe: Path) -> list[int]:
+    st = exe.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def find_local(memo: Path | None = None) -> list[LocalPython]:
+    """Usable local CPythons, newest first, one per install prefix.
+
+    With ``memo`` (a JSON file), an interpreter whose executable is unchanged (inode, size,
+    mtime) is not asked again: a warm build should not start a dozen interpreters.
+    """
     exes: dict[Path, None] = {}
     for candidate in _candidates():
         exe = candidate.resolve()
         # /usr/bin holds the distro's Pythons (prefix /usr): not worth a process to ask.
         if exe not in exes and exe.parent != Path("/usr/bin") and _is_elf(exe):
             exes[exe] = None
+    known: dict = {}
+    if memo is not None:
+        try:
+            known = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            known = {}
+    seen: dict[str, dict] = {}
+
+    def probe(exe: Path) -> dict | None:
+        try:
+            sig = _signature(exe)
+        except OSError:
+            return None
+        hit = known.get(str(exe)) if isinstance(known, dict) else None
+        info = hit["info"] if isinstance(hit, dict) and hit.get("sig") == sig else _probe(exe)
+        seen[str(exe)] = {"sig": sig, "info": info}
+        return info
+
     with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(pool.map(inspect, exes))
+        results = list(pool.map(lambda exe: inspect(exe, probe), exes))
+    if memo is not None and seen != known:
+        try:
+            tmp = memo.with_name(f"{memo.name}.tmp.{os.getpid()}")
+            tmp.write_text(json.dumps(seen, sort_keys=True))
+            os.replace(tmp, memo)
+        except OSError:
+            pass  # a read-only cache only costs the probes
     found: dict[Path, LocalPython] = {}
     for local in results:
         if local and local.prefix not in found:
@@ -240,6 +274,8 @@ def _copy_entry(src: Path, dst: Path, prefix: Path) -> None:
         target = os.readlink(src)
         if os.path.isabs(target):
             real = Path(os.path.realpath(src))
+            if not real.exists():
+                return  # dangling: nothing to ship
             if real == prefix or prefix in real.parents:
                 target = os.path.relpath(real, src.parent.resolve())
             else:

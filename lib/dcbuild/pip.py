@@ -19,7 +19,14 @@ from pathlib import Path
 
 from . import log, reqs
 
-PASSED_THROUGH = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST", "PIP_CERT", "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES")
+PASSED_THROUGH = (
+    "PIP_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST",
+    "PIP_CERT",
+    "PIP_DEFAULT_TIMEOUT",
+    "PIP_RETRIES",
+)
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

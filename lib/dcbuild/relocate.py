@@ -33,9 +33,7 @@ MARKER = ".dcbuild-prefix"
 # make/shell expansion (so /usr/bin/install and $(LIBPL)/install-sh are left alone), except
 # after a compiler flag (-L/install/lib) or as ./PREFIX (WASM_ASSETS_DIR); it ends where the
 # path goes on or the token ends (so /installation is left alone).
-_BEFORE = (
-    r"(?:(?<![\w.~/+\-)}$])|(?<=[\s'\"=,:]-[LIR])|(?<=^-[LIR])|(?<=[\s'\"=,:]\.)|(?<=^\.))"
-)
+_BEFORE = r"(?:(?<![\w.~/+\-)}$])|(?<=[\s'\"=,:]-[LIR])|(?<=^-[LIR])|(?<=[\s'\"=,:]\.)|(?<=^\.))"
 _AFTER = r"(?=[/\s'\"\\:;,)}\]]|$)"
 # Characters a bound path must not hold: they would break the quoting of the files we edit.
 _UNSAFE = re.compile(r"[\s'\"\\$`]")
@@ -90,6 +88,9 @@ def write_replacing(path: Path, data: bytes) -> None:
             fh.write(data)
         os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise log.BuildError(f"Cannot rewrite {path}", str(exc)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -8,6 +8,7 @@ URL), and last a local CPython of the same version packaged into the same kind o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
 import shutil
@@ -62,10 +63,8 @@ class Store:
         if self.root.is_dir():
             for p in self.root.iterdir():
                 if p.name.startswith("cpython-") and p.name.endswith(suffix):
-                    try:
+                    with contextlib.suppress(ValueError):
                         out.append(Version.parse(p.name[len("cpython-") : -len(suffix)]))
-                    except ValueError:
-                        pass
         return sorted(out, reverse=True)
 
 
@@ -92,10 +91,13 @@ def reachable(url: str) -> bool:
     return True
 
 
+_MEMO: list[Path] = []
+
+
 def _local_pythons():
     from . import localpython
 
-    return localpython.find_local()
+    return localpython.find_local(_MEMO[0] if _MEMO else None)
 
 
 def resolve(app: Path, store: Store, platform: str) -> tuple[Version, str]:
@@ -245,6 +247,8 @@ def _main(argv: list[str]) -> int:
     x.add_argument("dest", type=Path)
     args = parser.parse_args(argv)
     store = Store(args.cache / "runtimes")
+    if args.cache.is_dir():
+        _MEMO.append(args.cache / "local-pythons.json")
     if args.cmd == "resolve":
         version, origin = resolve(args.app, store, args.platform)
         print(version, origin)

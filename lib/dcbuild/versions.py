@@ -88,7 +88,7 @@ def _lines(path: Path) -> list[tuple[int, str]]:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise log.BuildError(
-            f"{path.name} is not UTF-8 text", f"Write it as plain text, e.g. 'python-3.14'."
+            f"{path.name} is not UTF-8 text", "Write it as plain text, e.g. 'python-3.14'."
         ) from None
     out = []
     for number, line in enumerate(text.splitlines(), 1):
