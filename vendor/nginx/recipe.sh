@@ -97,14 +97,16 @@ check_deps() {
         command -v dpkg-source >/dev/null 2>&1 || missing+=(dpkg-dev)
         command -v xz >/dev/null 2>&1 || missing+=(xz-utils)
     fi
-    if command -v gcc >/dev/null 2>&1; then
-        local header
-        for header in 'pcre2.h:libpcre2-dev' 'zlib.h:zlib1g-dev' 'openssl/ssl.h:libssl-dev'; do
-            pkg=${header#*:}
+    local header
+    for header in 'pcre2.h:libpcre2-dev' 'zlib.h:zlib1g-dev' 'openssl/ssl.h:libssl-dev'; do
+        pkg=${header#*:}
+        if command -v gcc >/dev/null 2>&1; then
             printf '#define PCRE2_CODE_UNIT_WIDTH 8\n#include <%s>\n' "${header%%:*}" |
                 gcc -E -x c - >/dev/null 2>&1 || missing+=("$pkg")
-        done
-    fi
+        else
+            [[ -f /usr/include/${header%%:*} ]] || missing+=("$pkg")
+        fi
+    done
     if ((${#missing[@]})); then
         die "Missing build dependencies for nginx: ${missing[*]}." \
             "Install them with: apt-get install -y ${missing[*]}"
@@ -229,6 +231,7 @@ fi
 [[ -x $src_dir/configure ]] || die "The unpacked source in $src_dir has no configure script."
 
 # --- configure, compile, install --------------------------------------------------------
+# -g0 cancels the -g that nginx's configure always adds: the binary is stripped anyway.
 # Every compiled-in path is relative, so it resolves under the runtime's -p prefix; the
 # runtime config sets pid, error_log, access_log and all *_temp_path explicitly anyway.
 configure_args=(
@@ -256,7 +259,7 @@ configure_args=(
     --without-http_fastcgi_module
     --without-http_scgi_module
     --without-http_memcached_module
-    "--with-cc-opt=-O2 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat -Werror=format-security -fPIC"
+    "--with-cc-opt=-O2 -g0 -fstack-protector-strong -D_FORTIFY_SOURCE=2 -Wformat -Werror=format-security -fPIC"
     "--with-ld-opt=-Wl,-z,relro -Wl,-z,now -Wl,--as-needed -pie"
 )
 
@@ -266,6 +269,8 @@ fail_build() {
     tail -n 25 "$log_file" | sed "s/^/$INDENT/" >&2
     die "$1" "The full log is $log_file."
 }
+# A make above us (mk/nginx.mk) must not pass its flags or jobserver down to nginx's Makefile.
+unset MAKEFLAGS MFLAGS MAKELEVEL MAKEOVERRIDES
 say "Configuring nginx $nginx_version ($source_label)"
 (cd "$src_dir" && ./configure "${configure_args[@]}") >>"$log_file" 2>&1 || fail_build "nginx's configure failed."
 jobs=$(nproc 2>/dev/null || echo 2)
