@@ -48,13 +48,16 @@ $(LAYERS)/runtime-%:
 	@$(DC).runtime --cache '$(CACHE)' install '$(firstword $(subst -, ,$*))' '$@'
 
 ifneq ($(BUILD_DIR),)
-# "3.13.0 runtime.txt:1", resolved once per run from the app's files.
-RESOLVED := $(shell $(DC).runtime --cache '$(CACHE)' resolve '$(BUILD_DIR)' || echo FAILED)
-ifneq ($(filter FAILED,$(RESOLVED)),)
+# What this build makes, decided once from the app's files (dcbuild/plan.py): PY_VERSION,
+# PY_ORIGIN, APPROOT, USER_REQS, USER_HASH, DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE.
+PLAN_FILE := $(STATE)/plan.mk
+PLAN_EMPTY :=
+PLAN_STATUS := $(shell $(DC).plan '$(BUILD_DIR)' --cache '$(CACHE)' --out '$(PLAN_FILE)' >&2 || echo FAILED)
+ifneq ($(PLAN_STATUS),)
 $(error Build stopped)
 endif
-PY_VERSION := $(word 1,$(RESOLVED))
-PY_ORIGIN := $(word 2,$(RESOLVED))
+include $(PLAN_FILE)
+export APPROOT
 PY_KEY := $(PY_VERSION)-$(PLATFORM)
 
 # --- the dependency layers --------------------------------------------------------------
@@ -62,12 +65,7 @@ DCREQS_HASH := $(shell sha256sum < '$(BP)/config/dcrequirements.txt' | cut -c1-1
 DC_KEY := $(PY_KEY)$(if $(STACK),-$(STACK))-f$(LAYER_FORMAT)-$(DCREQS_HASH)
 DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
 
-USER_REQS := $(if $(wildcard $(BUILD_DIR)/requirements.txt),requirements.txt)
 ifneq ($(USER_REQS),)
-USER_HASH := $(shell $(DC).reqs digest '$(BUILD_DIR)/$(USER_REQS)' || echo FAILED)
-ifeq ($(USER_HASH),FAILED)
-$(error Build stopped)
-endif
 USER_KEY := $(DC_KEY)-$(USER_HASH)
 USER_LAYER := $(LAYERS)/userreqs-$(USER_KEY)
 else
@@ -84,12 +82,12 @@ $(info -----> Using cached dotCloud requirements (config/dcrequirements.txt unch
 endif
 ifneq ($(USER_REQS),)
 ifneq ($(wildcard $(USER_LAYER)),)
-$(info -----> Using cached packages ($(USER_REQS) unchanged))
+$(info -----> Using cached packages ($(USER_REQS_LABEL) unchanged))
 endif
 endif
 
 STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --dcreqs '$(DCREQS_HASH)' \
-  --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS)'
+  --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)'
 
 .PHONY: compile python dcreqs userreqs profile
 compile: userreqs profile
@@ -108,15 +106,15 @@ $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
 
 $(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
 	@$(DC).cache why --kind userreqs $(STATE_ARGS)
-	@echo "-----> Installing requirements with pip ($(USER_REQS))"
+	@echo "-----> Installing requirements with pip ($(USER_REQS_LABEL))"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(DC_LAYER),$$tmp); \
 	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' --cache '$(CACHE)/pip' --wheelhouse '$(CACHE)/wheels' \
-	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS)' || { rm -rf "$$tmp"; exit 1; }; \
+	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS_LABEL)' || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
 # The slug's copy of the environment, keyed like the layer it comes from.
 $(STATE)/python-$(USER_KEY): | $(USER_LAYER)
-	@echo "-----> Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS),no requirements.txt)"
+	@echo "-----> Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS_LABEL),no requirements.txt)"
 	@rm -rf '$(STATE)'/python-* && mkdir -p '$(STATE)'
 	@$(call copy_tree,$(USER_LAYER)/python,$(SLUG)/python)
 	@$(DC).cache record $(STATE_ARGS) --used '$(LAYERS)/runtime-$(PY_KEY)' --used '$(DC_LAYER)' \
@@ -141,12 +139,13 @@ $(TEST_VENV)/.ok: $(BP)/tests/requirements.txt
 	'$(TEST_VENV)/bin/pip' install --quiet -r '$(BP)/tests/requirements.txt'
 	touch '$@'
 
-test: $(TEST_VENV)/.ok
+# The vendored nginx is built once (not per test build), then lint, then the suite.
+test: $(TEST_VENV)/.ok vendor lint
 	'$(TEST_VENV)/bin/python' -m pytest '$(BP)/tests'
 
 lint: $(TEST_VENV)/.ok
 	'$(TEST_VENV)/bin/ruff' check '$(BP)/lib' '$(BP)/tests'
-	'$(TEST_VENV)/bin/shellcheck' '$(BP)'/bin/*
+	'$(TEST_VENV)/bin/shellcheck' $$(grep -lE '^#!/(usr/)?bin/(env )?(ba)?sh' '$(BP)'/bin/* '$(BP)'/vendor/*/recipe*)
 
 # Rebuild vendor/python/manifest.tsv from the newest pbs-installer release on PyPI.
 .PHONY: python-manifest

@@ -100,9 +100,9 @@ def _local_pythons():
     return localpython.find_local(_MEMO[0] if _MEMO else None)
 
 
-def resolve(app: Path, store: Store, platform: str) -> tuple[Version, str]:
+def resolve(app: Path, store: Store, platform: str, fallback: Request | None = None) -> tuple[Version, str]:
     """The exact version to use and a note on how it was chosen (for the log)."""
-    req = versions.requested(app)
+    req = versions.requested(app, fallback)
     rows = manifest.rows_for(platform)
     known = sorted((v for v in rows if req.matches(v)), reverse=True)
     if req.micro is not None:

@@ -145,12 +145,13 @@ def parse_python_version(path: Path) -> Request | None:
     return _check((int(major), int(minor)), None if micro is None else int(micro), origin, text, "'{v}'")
 
 
-def requested(app: Path) -> Request:
-    """The request from the app's files, in precedence order, else the default line."""
+def requested(app: Path, fallback: Request | None = None) -> Request:
+    """The request from the app's files in precedence order, else ``fallback``
+    (dotcloud.yml's python_version), else the default line."""
     for name, parser in (("runtime.txt", parse_runtime_txt), (".python-version", parse_python_version)):
         path = app / name
         if path.is_file():
             req = parser(path)
             if req is not None:
                 return req
-    return Request(DEFAULT_LINE, None, "default")
+    return fallback or Request(DEFAULT_LINE, None, "default")

@@ -1,0 +1,180 @@
+"""dotcloud.yml: find the Python service and read what the build needs from it.
+
+dotCloud's build file maps service names to settings (``type``, ``approot``, ``config``, ...).
+Parsing uses a real YAML library (PyYAML); a syntax error names the file and line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import log, tools, versions
+from .versions import Request
+
+PYTHON_TYPES = ("python", "python-worker")
+# Data services: what to provision instead, and the environment.json type word dotCloud used.
+DATA_SERVICES = {
+    "mysql": ("a MySQL database add-on (DATABASE_URL)", "MYSQL"),
+    "postgresql": ("a PostgreSQL add-on (DATABASE_URL)", "SQL"),
+    "postgis": ("a PostgreSQL add-on with PostGIS (DATABASE_URL)", "SQL"),
+    "redis": ("a Redis add-on (REDIS_URL)", "REDIS"),
+    "mongodb": ("a MongoDB add-on (MONGODB_URI)", "MONGODB"),
+    "solr": ("a Solr or search add-on", "SOLR"),
+    "smtp": ("an email-sending add-on (SMTP settings)", "SMTP"),
+    "rabbitmq": ("a RabbitMQ/AMQP add-on (CLOUDAMQP_URL)", "RABBITMQ"),
+    "memcached": ("a Memcached add-on (MEMCACHIER_SERVERS)", "MEMCACHED"),
+    "elasticsearch": ("an Elasticsearch add-on", "ELASTICSEARCH"),
+}
+SERVICE_KEYS = {
+    "type", "approot", "requirements", "environment", "process", "processes", "ports",
+    "systempackages", "prebuild", "postbuild", "postinstall", "instances", "config",
+}
+CONFIG_KEYS = {
+    "python_version", "uwsgi_processes", "uwsgi_buffer_size", "uwsgi_harakiri", "uwsgi_enable_threads",
+    "uwsgi_single_interpreter", "uwsgi_memory_report", "enable_newrelic", "static",
+}
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/@+-]+")
+
+
+@dataclass
+class Service:
+    name: str
+    type: str
+    approot: str = "."
+    config: dict[str, Any] = field(default_factory=dict)
+    requirements: list[str] = field(default_factory=list)
+    raw: dict[str, Any] = field(default_factory=dict)
+    line_of: dict[str, int] = field(default_factory=dict)
+
+
+def _line_numbers(text: str) -> dict[str, int]:
+    """First line of each ``key:`` in the file (for messages that point at a setting)."""
+    out: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"\s*([A-Za-z0-9_-]+)\s*:", line)
+        if m:
+            out.setdefault(m.group(1), number)
+    return out
+
+
+def load(app: Path, cache: Path | None, wanted: str | None = None) -> Service | None:
+    """The Python service of ``app/dotcloud.yml``, or None when there is no such file."""
+    path = app / "dotcloud.yml"
+    if not path.is_file():
+        return None
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    yaml = tools.yaml(cache)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"dotcloud.yml:{mark.line + 1}" if mark else "dotcloud.yml"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise log.BuildError(
+            f"{where}: dotcloud.yml is not valid YAML ({problem})",
+            "Fix the line (indentation with spaces, a space after each ':'), then deploy again.",
+        ) from None
+    if not isinstance(data, dict) or not data:
+        raise log.BuildError(
+            "dotcloud.yml: expected a mapping of service names to their settings",
+            "For example:  www: {type: python}",
+        )
+    lines = _line_numbers(text)
+    python, others = {}, {}
+    for name, settings in data.items():
+        if not isinstance(settings, dict) or "type" not in settings:
+            raise log.BuildError(
+                f"dotcloud.yml:{lines.get(str(name), 1)}: service '{name}' has no type",
+                "Each service needs a 'type:', e.g. 'type: python'.",
+            )
+        (python if settings["type"] in PYTHON_TYPES else others)[str(name)] = settings
+    for name, settings in others.items():
+        kind = str(settings["type"])
+        if kind in DATA_SERVICES:
+            what, word = DATA_SERVICES[kind]
+            upper = name.upper()
+            log.warn(
+                f"dotcloud.yml: service '{name}' ({kind}) is not run by this buildpack: provision {what};"
+                f" the app will expect DOTCLOUD_{upper}_{word}_HOST/_PORT/_LOGIN/_PASSWORD/_URL in environment.json."
+            )
+        else:
+            log.warn(f"dotcloud.yml: service '{name}' of type '{kind}' is not built by this (Python) buildpack.")
+    wanted = wanted or os.environ.get("DOTCLOUD_SERVICE") or None
+    if wanted:
+        if wanted not in python:
+            raise log.BuildError(
+                f"DOTCLOUD_SERVICE={wanted} names no Python service in dotcloud.yml",
+                f"Python services there: {', '.join(python) or 'none'}.",
+            )
+        name = wanted
+    elif len(python) == 1:
+        name = next(iter(python))
+    else:
+        plain = [n for n, s in python.items() if s["type"] == "python"]
+        if len(plain) == 1:
+            name = plain[0]
+        else:
+            raise log.BuildError(
+                "dotcloud.yml has " + ("no Python service" if not python else "several Python services"),
+                f"Python services: {', '.join(python) or 'none'} (types python, python-worker).",
+                "Set the config var DOTCLOUD_SERVICE to the one this app runs.",
+            )
+    settings = python[name]
+    for key in settings:
+        if key not in SERVICE_KEYS:
+            log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown key '{key}' in service '{name}' is ignored.")
+    config = settings.get("config") or {}
+    if not isinstance(config, dict):
+        raise log.BuildError(f"dotcloud.yml:{lines.get('config', 1)}: 'config' must be a mapping")
+    for key in config:
+        if key not in CONFIG_KEYS:
+            log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown config key '{key}' is ignored.")
+    approot = str(settings.get("approot") or ".").strip().strip("/") or "."
+    requirements = settings.get("requirements") or []
+    if isinstance(requirements, str):
+        requirements = [requirements]
+    return Service(name, str(settings["type"]), approot, config, [str(r) for r in requirements], settings, lines)
+
+
+def python_request(service: Service) -> Request | None:
+    """``config.python_version`` (``v3.12``, ``3.12``) as a version request."""
+    raw = service.config.get("python_version")
+    if raw is None:
+        return None
+    origin = f"dotcloud.yml:{service.line_of.get('python_version', 1)}"
+    text = str(raw).strip()
+    m = re.fullmatch(r"v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if not m:
+        raise log.BuildError(
+            f"{origin}: python_version '{text}' is not a Python version",
+            "Use a line such as 'v3.13' or '3.13', or put 'python-3.13' in runtime.txt.",
+        )
+    line = (int(m.group(1)), int(m.group(2)))
+    if line not in versions.SUPPORTED_LINES:
+        raise log.BuildError(
+            f"{origin}: python_version '{text}' is not supported",
+            f"Python {line[0]}.{line[1]} cannot be installed; supported lines: {versions.supported_text()}."
+            + (" Python 2 code needs porting to Python 3 first." if line[0] == 2 else ""),
+            "Set a supported line there, or put e.g. 'python-3.14' in runtime.txt (which takes precedence).",
+        )
+    return Request(line, None if m.group(3) is None else int(m.group(3)), origin)
+
+
+def check_approot(app: Path, approot: str, origin: str) -> str:
+    if approot == ".":
+        return approot
+    if not _SAFE_PATH.fullmatch(approot) or ".." in approot.split("/"):
+        raise log.BuildError(
+            f"{origin}: approot '{approot}' is not a plain relative path inside the app",
+            "Use a subdirectory name such as 'src' (letters, digits, . _ - / only).",
+        )
+    if not (app / approot).is_dir():
+        raise log.BuildError(
+            f"{origin}: approot '{approot}' does not exist",
+            f"There is no directory {approot}/ in the app. Fix approot, or add the directory.",
+        )
+    return approot

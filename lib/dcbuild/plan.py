@@ -1,0 +1,92 @@
+"""What this build will make, decided once at the start: a make include of variables.
+
+One process reads the app (runtime.txt, .python-version, dotcloud.yml, requirement files),
+resolves the exact Python, hashes the requirement files, and writes ``PLAN`` (make syntax).
+The Makefile includes it; every cache key comes from these values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from . import dotcloud, log, manifest, reqs, runtime
+
+
+def _requirements(app: Path, approot: str, service: dotcloud.Service | None, notes: list[str]) -> str | None:
+    """Which requirements file pip gets, relative to the app (dotCloud's place wins)."""
+    candidates = [f"{approot}/requirements.txt"] if approot != "." else []
+    candidates.append("requirements.txt")
+    found = next((c for c in candidates if (app / c).is_file()), None)
+    if approot != "." and (app / candidates[0]).is_file() and (app / "requirements.txt").is_file():
+        notes.append(f"Using {candidates[0]} (the approot's, as on dotCloud), not requirements.txt")
+    extras = service.requirements if service else []
+    if not extras:
+        return found
+    generated = app / ".dotcloud" / "requirements-dotcloud.txt"
+    generated.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by the buildpack: the app's requirements plus dotcloud.yml's 'requirements:'."]
+    if found:
+        lines.append(f"-r ../{found}")
+    lines += extras
+    generated.write_text("\n".join(lines) + "\n")
+    return ".dotcloud/requirements-dotcloud.txt"
+
+
+def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> dict[str, str]:
+    service = dotcloud.load(app, cache)
+    fallback = dotcloud.python_request(service) if service else None
+    store = runtime.Store(cache / "runtimes")
+    version, origin = runtime.resolve(app, store, platform, fallback)
+    env_approot = os.environ.get("APPROOT")
+    if env_approot:
+        approot = dotcloud.check_approot(app, env_approot.strip().strip("/") or ".", "APPROOT")
+    elif service:
+        approot = dotcloud.check_approot(app, service.approot, f"dotcloud.yml:{service.line_of.get('approot', 1)}")
+    else:
+        approot = "."
+    user_reqs = _requirements(app, approot, service, notes)
+    user_hash = reqs.digest(app / user_reqs, app)[:16] if user_reqs else ""
+    label = user_reqs or ""
+    if service and service.requirements:
+        found = user_reqs and next(iter(reqs.collect(app / user_reqs)[1:]), None)
+        label = (f"{found.relative_to(app.resolve())} + " if found else "") + "dotcloud.yml requirements"
+    return {
+        "PY_VERSION": str(version),
+        "PY_ORIGIN": origin,
+        "APPROOT": approot,
+        "USER_REQS": user_reqs or "",
+        "USER_HASH": user_hash,
+        "USER_REQS_LABEL": label,
+        "DOTCLOUD_SERVICE_NAME": service.name if service else "",
+        "DOTCLOUD_SERVICE_TYPE": service.type if service else "",
+    }
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="dcbuild.plan")
+    parser.add_argument("app", type=Path)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--platform", default=manifest.current_platform())
+    args = parser.parse_args(argv)
+    if args.cache.is_dir():
+        runtime._MEMO.append(args.cache / "local-pythons.json")
+    notes: list[str] = []
+    plan = make_plan(args.app, args.cache, args.platform, notes)
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = args.out.with_name(f"{args.out.name}.tmp.{os.getpid()}")
+        text = "".join(f"{key} := {value}\n" for key, value in plan.items())
+        # Notes are printed by make when it reads the plan, in order with the rest of the log.
+        text += "".join(f"$(info $(PLAN_EMPTY){log.INDENT}{note})\n" for note in notes)
+        tmp.write_text(text)
+    except OSError as exc:
+        raise log.BuildError(f"Cannot write to the build directory {args.app}", str(exc)) from None
+    os.replace(tmp, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    log.main(_main)
