@@ -1,0 +1,101 @@
+"""dotcloud.yml: service selection, python_version, approot, requirements, warnings, errors."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import copy_fixture, run_compile
+
+from dcbuild import dotcloud, log, plan
+
+
+def app_with(tmp_path, text, **files):
+    app = tmp_path / "app"
+    app.mkdir(exist_ok=True)
+    (app / "dotcloud.yml").write_text(text)
+    for name, content in files.items():
+        path = app / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return app
+
+
+def test_single_python_service(tmp_path, capsys):
+    app = app_with(tmp_path, "www:\n  type: python\n  approot: src\n  config:\n    python_version: v3.12\n",
+                   **{"src/wsgi.py": ""})
+    service = dotcloud.load(app, tmp_path / "cache")
+    assert (service.name, service.type, service.approot) == ("www", "python", "src")
+    req = dotcloud.python_request(service)
+    assert (req.line, req.micro, req.origin) == ((3, 12), None, "dotcloud.yml:5")
+
+
+def test_data_services_and_unknown_keys_warn(tmp_path, capsys):
+    app = app_with(tmp_path, "www:\n  type: python\n  colour: blue\n  config:\n    shiny: true\n"
+                             "db:\n  type: postgresql\ncache:\n  type: redis\n")
+    assert dotcloud.load(app, tmp_path / "cache").name == "www"
+    err = capsys.readouterr().err
+    assert "service 'db' (postgresql)" in err and "DOTCLOUD_DB_SQL_HOST" in err
+    assert "DOTCLOUD_CACHE_REDIS_HOST" in err
+    assert "dotcloud.yml:3: unknown key 'colour'" in err
+    assert "dotcloud.yml:5: unknown config key 'shiny'" in err
+
+
+def test_several_python_services_need_a_choice(tmp_path, monkeypatch):
+    app = app_with(tmp_path, "api:\n  type: python\nweb:\n  type: python\n")
+    with pytest.raises(log.BuildError) as exc:
+        dotcloud.load(app, tmp_path / "cache")
+    assert "several Python services" in exc.value.summary
+    assert "DOTCLOUD_SERVICE" in " ".join(exc.value.details)
+    monkeypatch.setenv("DOTCLOUD_SERVICE", "web")
+    assert dotcloud.load(app, tmp_path / "cache").name == "web"
+
+
+def test_python_and_worker_pick_the_python_one(tmp_path):
+    app = app_with(tmp_path, "www:\n  type: python\nworkers:\n  type: python-worker\n")
+    assert dotcloud.load(app, tmp_path / "cache").name == "www"
+
+
+def test_syntax_error_names_the_line(tmp_path):
+    app = app_with(tmp_path, "www:\n  type: python\n  config:\n   python_version: [3.12\n")
+    with pytest.raises(log.BuildError) as exc:
+        dotcloud.load(app, tmp_path / "cache")
+    assert exc.value.summary.startswith("dotcloud.yml:")
+    assert "not valid YAML" in exc.value.summary
+
+
+@pytest.mark.parametrize(("value", "fragment"), [("v2.7", "Python 2 code needs porting"),
+                                                 ("v3.2", "not supported"), ("latest", "not a Python version")])
+def test_bad_python_version(tmp_path, value, fragment):
+    app = app_with(tmp_path, f"www:\n  type: python\n  config:\n    python_version: {value}\n")
+    service = dotcloud.load(app, tmp_path / "cache")
+    with pytest.raises(log.BuildError) as exc:
+        dotcloud.python_request(service)
+    assert fragment in " ".join([exc.value.summary, *exc.value.details])
+    assert "runtime.txt" in " ".join(exc.value.details)
+
+
+@pytest.mark.parametrize("approot", ["missing", "../outside", "with space"])
+def test_bad_approot(tmp_path, approot):
+    app = app_with(tmp_path, f"www:\n  type: python\n  approot: '{approot}'\n")
+    service = dotcloud.load(app, tmp_path / "cache")
+    with pytest.raises(log.BuildError) as exc:
+        dotcloud.check_approot(app, service.approot, "dotcloud.yml:3")
+    assert exc.value.summary.startswith("dotcloud.yml:3: approot")
+
+
+def test_approot_requirements_win_and_extras_are_added(tmp_path):
+    app = app_with(tmp_path, "www:\n  type: python\n  approot: src\n  requirements:\n    - six==1.16.0\n",
+                   **{"src/requirements.txt": "itsdangerous\n", "requirements.txt": "flask\n", "src/wsgi.py": ""})
+    notes: list[str] = []
+    result = plan._requirements(app, "src", dotcloud.load(app, tmp_path / "cache"), notes)
+    assert result == ".dotcloud/requirements-dotcloud.txt"
+    assert (app / result).read_text().splitlines()[1:] == ["-r ../src/requirements.txt", "six==1.16.0"]
+    assert notes == ["Using src/requirements.txt (the approot's, as on dotCloud), not requirements.txt"]
+
+
+def test_compile_with_syntax_error_fails_cleanly(tmp_path):
+    app = copy_fixture("sample", tmp_path / "app")
+    (app / "dotcloud.yml").write_text("www:\n  type: python\n  approot: [\n")
+    build = run_compile(app, tmp_path / "cache")
+    assert build.returncode != 0
+    assert " !     Error: dotcloud.yml:" in build.stderr
+    assert "Traceback" not in build.output
