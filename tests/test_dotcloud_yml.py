@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from conftest import copy_fixture, run_compile
 
+from conftest import copy_fixture, run_compile
 from dcbuild import dotcloud, log, plan
 
 

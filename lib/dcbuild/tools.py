@@ -80,7 +80,7 @@ def _fetch(entry: dict[str, str], dest: Path) -> None:
 def yaml(cache: Path | None):
     """The ``yaml`` module: the build image's own, else the pinned wheel from the cache."""
     try:
-        import yaml as found  # noqa: PLC0415
+        import yaml as found
 
         return found
     except ImportError:
@@ -93,6 +93,6 @@ def yaml(cache: Path | None):
         wheel.unlink(missing_ok=True)
         _fetch(entry, wheel)
     sys.path.insert(0, str(wheel))
-    import yaml as fetched  # noqa: PLC0415
+    import yaml as fetched
 
     return fetched
