@@ -165,3 +165,8 @@ serve:
 	  'for f in .profile.d/*.sh; do . "$$f"; done; \
 	   if [[ -x bin/dcweb ]]; then echo "-----> Serving on http://127.0.0.1:$$PORT (Ctrl-C stops)"; exec bin/dcweb; fi; \
 	   exec python3 -c "import wsgi, sys; print(\"-----> The sample app imports with Python\", sys.version.split()[0])"'
+
+# Compile and serving figures, side by side in one run (a benchmark, not a test).
+.PHONY: bench
+bench: $(TEST_VENV)/.ok vendor
+	'$(TEST_VENV)/bin/python' '$(BP)/tests/bench.py'

@@ -402,7 +402,7 @@ def _install_pip(root: Path, python: Path, stdlib: str) -> None:
     wheels = sorted((root / "lib" / stdlib / "ensurepip" / "_bundled").glob("pip-*.whl"))
     if wheels:
         wheel = str(wheels[-1])
-        cmd = [str(python), "-I", f"{wheel}/pip", "install", "--no-index", "--no-cache-dir", "--no-compile"]
+        cmd = [str(python), "-I", f"{wheel}/pip", "install", "--no-index", "--no-cache-dir"]
         _run([*cmd, "--no-warn-script-location", "--quiet", wheel], "Installing pip", env)
     else:
         _run([str(python), "-I", "-m", "ensurepip", "--default-pip"], "ensurepip", env)
@@ -412,12 +412,12 @@ def _install_pip(root: Path, python: Path, stdlib: str) -> None:
         raise log.BuildError("Installing pip failed", f"No pip3 in {root / 'bin'}.")
 
 
-def _drop_stdlib_bytecode(root: Path, stdlib: str) -> None:
+def _compile_stdlib(root: Path, python: Path, stdlib: str) -> None:
+    """Byte-compile the standard library, as ``make install`` (and python-build-standalone) do:
+    without it every interpreter start of a build compiles what pip imports, again and again."""
     std = root / "lib" / stdlib
-    site = std / "site-packages"
-    for cache in list(std.rglob("__pycache__")):
-        if site not in cache.parents:
-            shutil.rmtree(cache)
+    _run([str(python), "-I", "-m", "compileall", "-q", "-j0", "-x", r"/(test|tests|idle_test)/",
+          str(std)], "Compiling the standard library", _clean_env())
 
 
 def _link(path: Path, target: str) -> None:
@@ -475,7 +475,7 @@ def package(local: LocalPython, out: Path) -> str:
         relocate.make_scripts_relocatable(root)
         _link(root / "bin" / "python3", stdlib)
         _link(root / "bin" / "python", stdlib)
-        _drop_stdlib_bytecode(root, stdlib)
+        _compile_stdlib(root, python, stdlib)
         sha256 = _write_tar(root, tmp)
         os.replace(tmp, out)
         return sha256
