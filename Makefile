@@ -90,7 +90,7 @@ STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --d
   --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)'
 
 .PHONY: compile python dcreqs userreqs profile
-compile: userreqs profile
+compile: userreqs profile nginx configs approot
 
 python: | $(LAYERS)/runtime-$(PY_KEY)
 dcreqs: | $(DC_LAYER)
@@ -129,7 +129,8 @@ $(STATE)/profile-$(PROFILE_HASH):
 	@touch '$@'
 endif
 
--include $(wildcard $(BP)/mk/*.mk)
+# nginx.mk before web.mk: configs copies files out of the nginx layer.
+include $(BP)/mk/nginx.mk $(BP)/mk/web.mk
 
 # --- development ------------------------------------------------------------------------
 TEST_VENV := $(BP)/.venv-test

@@ -61,7 +61,7 @@ class Bench:
                          f"{self.version}\t{self.platform}\thttps://example.invalid/{archive.name}\t{sha}\n")
         wheels = self.work / "wheels"
         reqs = [BP / "config" / "dcrequirements.txt"]
-        for app, (old, new) in BUMP.items():
+        for app, (_old, new) in BUMP.items():
             reqs.append(FIXTURE / app / "requirements.txt")
             extra = self.work / f"{app}-bump.txt"
             extra.write_text(new + "\n")

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import BP
 from dcbuild import log
 from dcbuild import web as build_web
@@ -68,76 +69,83 @@ def test_render_command_fails_clearly_on_unset_variable(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-# --- the log listener --------------------------------------------------------------------
+# --- the FATAL listener -----------------------------------------------------------------
 
 
-def make_listener(run_dir=None, pid=0):
+def envelope(serial: int, name: str, payload: str) -> str:
+    header = f"ver:3.0 server:supervisor serial:{serial} pool:dcweb poolserial:{serial} eventname:{name}"
+    return f"{header} len:{len(payload)}\n{payload}"
+
+
+def test_listener_speaks_supervisor_protocol_and_stops_supervisord_on_core_fatal(tmp_path):
+    victim = subprocess.Popen(["sleep", "30"])
     out = io.StringIO()
-    return events.Listener(out, {"nginx", "uwsgi"}, run_dir, pid), out
-
-
-def test_listener_prefixes_complete_lines_and_joins_chunks():
-    listener, out = make_listener()
-    stdout = {"processname": "uwsgi", "channel": "stdout"}
-    listener.log(stdout, "first line\nsecond ")
-    listener.log({"processname": "worker", "channel": "stderr"}, "other\n")
-    listener.log(stdout, "half\n\nthird")
-    assert out.getvalue() == "uwsgi | first line\nworker | other\nuwsgi | second half\nuwsgi | \n"
-    listener.state("PROCESS_STATE_EXITED", {"processname": "uwsgi"})
-    assert out.getvalue().endswith("uwsgi | third\n")
-
-
-def test_listener_speaks_supervisor_protocol_with_character_lengths():
-    listener, out = make_listener()
-    payloads = [
-        "processname:nginx groupname:nginx pid:7 channel:stdout\nGET /caf\u00e9 200\r\nnext\n",
-        "processname:web groupname:web pid:8 from_state:RUNNING expected:1 pid:8",
-    ]
-    names = ["PROCESS_LOG_STDOUT", "PROCESS_STATE_EXITED"]
-    stream = "".join(
-        f"ver:3.0 server:supervisor serial:{i} pool:dclog poolserial:{i} eventname:{name} len:{len(p)}\n{p}"
-        for i, (name, p) in enumerate(zip(names, payloads))
-    )
+    listener = events.Listener(out, {"nginx", "uwsgi"}, tmp_path, victim.pid)
+    stream = envelope(1, "PROCESS_STATE_FATAL", "processname:w\u00e9rker groupname:w\u00e9rker from_state:BACKOFF")
+    stream += envelope(2, "PROCESS_STATE_FATAL", "processname:uwsgi groupname:uwsgi from_state:BACKOFF")
+    stream += envelope(3, "PROCESS_STATE_FATAL", "processname:nginx groupname:nginx from_state:BACKOFF")
     stdin = io.TextIOWrapper(io.BytesIO(stream.encode()), encoding="utf-8", newline="")
     protocol = io.BytesIO()
     events.serve(listener, stdin, protocol)
-    assert protocol.getvalue() == b"READY\nRESULT 2\nOKREADY\nRESULT 2\nOKREADY\n"
-    assert out.getvalue() == "nginx | GET /caf\u00e9 200\r\nnginx | next\n"
-
-
-def test_listener_stops_supervisord_when_a_core_program_is_fatal(tmp_path):
-    victim = subprocess.Popen(["sleep", "30"])
-    listener, out = make_listener(tmp_path, victim.pid)
-    listener.state("PROCESS_STATE_FATAL", {"processname": "worker"})
-    assert victim.poll() is None
-    assert not (tmp_path / "fatal").exists()
-    listener.state("PROCESS_STATE_FATAL", {"processname": "uwsgi"})
+    assert protocol.getvalue() == b"READY\n" + b"RESULT 2\nOKREADY\n" * 3
     assert victim.wait(5) == -signal.SIGTERM
     assert (tmp_path / "fatal").read_text() == "uwsgi\n"
     assert out.getvalue().splitlines() == [
-        "dcweb | worker could not be started (FATAL); the web process keeps running",
-        "dcweb | uwsgi could not be started (FATAL): stopping the web process",
+        "w\u00e9rker could not be started (FATAL); the web process keeps running",
+        "uwsgi could not be started (FATAL): stopping the web process",
     ]
 
 
 # --- the web process's parent --------------------------------------------------------------
 
 
-def test_overlay_routes_output_of_app_programs_without_log_files(tmp_path):
+def test_app_programs_and_overlay_send_their_output_to_fifos(tmp_path):
     conf = tmp_path / "supervisord.conf"
     conf.write_text(
         "[program:worker]\ncommand=python3 worker.py ; a comment\n\n"
         "[program:logs]\ncommand=x\nstdout_logfile=/var/log/x.log\nredirect_stderr=true\n\n"
-        "[group:g]\nprograms=worker\n"
+        "[program:odd/name]\ncommand=x\n\n[group:g]\nprograms=worker\n"
     )
-    text = runtime_web.overlay(conf, root=False)
-    assert "[program:worker]\nstdout_logfile=NONE\nstdout_events_enabled=true\n" in text
-    assert "stderr_logfile=NONE\nstderr_events_enabled=true" in text
-    assert "[program:logs]\nstderr_logfile=NONE\nstderr_events_enabled=true\n" in text
-    assert "[group:g]" not in text and "[supervisord]" not in text
-    assert runtime_web.overlay(tmp_path / "missing.conf", root=True).splitlines()[1:] == ["[supervisord]", "user=root"]
+    programs, note = runtime_web.app_programs(conf)
+    assert note is None
+    assert [name for name, _ in programs] == ["worker", "logs", "odd/name"]
+    text = runtime_web.overlay(programs, Path("/run/log"), root=False)
+    assert (
+        "[program:worker]\nstdout_logfile=/run/log/worker\nstdout_logfile_maxbytes=0\n"
+        "stderr_logfile=/run/log/worker\nstderr_logfile_maxbytes=0\n"
+    ) in text
+    assert "[program:logs]\nstderr_logfile=/run/log/logs\nstderr_logfile_maxbytes=0\n" in text
+    assert "odd/name" not in text and "[group:g]" not in text and "[supervisord]" not in text
+    assert runtime_web.app_programs(tmp_path / "missing.conf") == ([], None)
+    assert runtime_web.overlay([], Path("/x"), root=True).splitlines()[1:] == ["[supervisord]", "user=root"]
     conf.write_text("no section header\n")
-    assert "does not parse" in runtime_web.overlay(conf, root=False)
+    programs, note = runtime_web.app_programs(conf)
+    assert programs == [] and "does not parse" in note
+
+
+def test_log_hub_prefixes_complete_lines_per_program(tmp_path):
+    out_r, out_w = os.pipe()
+    main_r, main_w = os.pipe()
+    hub = runtime_web.LogHub(tmp_path / "log", ["nginx", "uwsgi", "nginx"], out_fd=out_w)
+    nginx = os.open(tmp_path / "log" / "nginx", os.O_WRONLY)
+    uwsgi = os.open(tmp_path / "log" / "uwsgi", os.O_WRONLY)
+    os.write(nginx, b"GET / 200\nGET /x ")
+    os.write(uwsgi, b"caf\xc3\xa9\r\n\n")
+    os.write(main_w, b"2026-01-01 INFO supervisord started\n")
+    os.write(nginx, b"404\nno newline at the end")
+    os.close(main_w)
+    hub.run(main_r)
+    hub.close()
+    for fd in (nginx, uwsgi, out_w):
+        os.close(fd)
+    with os.fdopen(out_r, "rb") as f:
+        lines = f.read().split(b"\n")[:-1]
+    assert sorted(lines) == sorted([
+        b"nginx | GET / 200", b"nginx | GET /x 404", b"nginx | no newline at the end",
+        b"uwsgi | caf\xc3\xa9\r", b"uwsgi | ", b"2026-01-01 INFO supervisord started",
+    ])
+    assert lines.index(b"nginx | GET / 200") < lines.index(b"nginx | GET /x 404")
+    assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["nginx", "uwsgi"]
 
 
 def test_child_env_removes_only_our_own_pythonpath_entry(tmp_path, monkeypatch):
@@ -148,6 +156,21 @@ def test_child_env_removes_only_our_own_pythonpath_entry(tmp_path, monkeypatch):
     assert len(env["DC_SUPERVISOR_PASSWORD"]) == 32
     monkeypatch.setenv("PYTHONPATH", runtime_web.LIB_DIR)
     assert "PYTHONPATH" not in runtime_web.child_env(tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root case needs root")
+def test_as_root_a_closed_app_directory_is_reported(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "closed" / "app"
+    home.mkdir(parents=True)
+    (tmp_path / "closed").chmod(0o700)
+    monkeypatch.setenv("HOME", str(home))
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    env = runtime_web.privileges(run_dir)
+    assert env["DC_NGINX_USER"].startswith("nobody ")
+    err = capsys.readouterr().err
+    assert "dcweb | warning: nginx's workers run as nobody and cannot enter /" in err
+    assert "static files will get 403" in err
 
 
 def test_run_dir_is_private_and_refuses_socket_paths_that_are_too_long(tmp_path):
@@ -261,14 +284,16 @@ def test_approot_links_are_relative_idempotent_and_survive_a_move(tmp_path):
 @pytest.mark.parametrize(
     ("approot", "message"),
     [
-        ("site", " !     Error: The approot 'site' is not a directory in the app.\n"),
-        ("/srv/app", " !     Error: The approot '/srv/app' is not inside the app.\n"),
-        ("../elsewhere", " !     Error: The approot '../elsewhere' is not inside the app.\n"),
+        ("site", " !     Error: APPROOT: approot 'site' does not exist.\n"),
+        ("/srv/app", " !     Error: APPROOT: approot 'srv/app' does not exist."),
+        ("../up", " !     Error: APPROOT: approot '../up' is not a plain relative path inside the app."),
+        ("out", " !     Error: APPROOT: approot 'out' leads outside the app.\n"),
     ],
 )
 def test_approot_errors_are_clear(tmp_path, approot, message):
     app = tmp_path / "app"
     app.mkdir()
+    (app / "out").symlink_to(tmp_path)
     res = approot_step(app, approot)
     assert res.returncode == 1
     assert res.stderr.startswith(message)

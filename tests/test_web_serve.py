@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BP, Build, build_env, copy_fixture, run_compile
+
+from conftest import BP, Build, copy_fixture, local_versions, run_compile
 
 pytestmark = pytest.mark.slow
 
@@ -36,10 +37,16 @@ SHUTDOWN_BUDGET = 10.0
 
 
 @pytest.fixture(scope="session")
-def web_builder(shared_dir):
+def web_builder(shared_dir, runtimes):
     root = shared_dir / "web"
     root.mkdir(exist_ok=True)
     cache = root / "cache"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if local_versions():
+            # Offline, the default Python is the newest local one: share the run's archive.
+            with contextlib.suppress(FileExistsError):
+                runtimes.seed(cache, max(local_versions()))
 
     def build(fixture: str, dest: Path, prepare=None, **env: str) -> Build:
         copy_fixture(fixture, dest)
@@ -48,14 +55,6 @@ def web_builder(shared_dir):
         with open(root / "lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             build = run_compile(dest, cache, **env)
-            if build.returncode == 0 and "-----> Installing runtime configs" not in build.stdout:
-                # Until `compile` runs the web targets itself (mk/web.mk): run them as it would.
-                res = subprocess.run(
-                    ["make", "--no-print-directory", "-C", str(BP), "nginx", "configs", "approot",
-                     f"BUILD_DIR={dest}", f"CACHE_DIR={cache}"],
-                    env=build_env(**env), capture_output=True, text=True, timeout=900,
-                )
-                build = Build(res.returncode, build.stdout + res.stdout, build.stderr + res.stderr)
             return build
 
     return build
@@ -182,6 +181,15 @@ class Web:
             assert time.monotonic() < deadline, f"{text!r} not in the output:\n{self.output}"
             time.sleep(0.05)
 
+    def exit_status(self, timeout: float = 30.0) -> int:
+        try:
+            status = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout}s:\n{self.output}") from None
+        if self.thread is not None:
+            self.thread.join(5)
+        return status
+
     def stop(self) -> tuple[int, float]:
         """SIGTERM, as platforms do; the exit status and the seconds it took."""
         start = time.monotonic()
@@ -251,7 +259,7 @@ def test_plain_app_serves_logs_and_stops_cleanly(slug, web):
 
 
 def test_static_files_come_from_nginx_in_the_approot(slug, web):
-    app = slug("web_static_approot", APPROOT="site")
+    app = slug("web_static_approot")
     assert os.readlink(app / "current") == "site"
     w = web(app)
     w.wait_ready()
@@ -326,12 +334,26 @@ def test_app_supervisord_programs_run_and_log_to_the_web_log(slug, web):
     assert "stopped: worker (exit status 0)" in w.output
 
 
+def test_sigterm_to_every_process_at_once_like_heroku(slug, web):
+    app = slug("web_worker")
+    w = web(app)
+    w.wait_ready()
+    w.wait_for("worker | worker started")
+    start = time.monotonic()
+    for pid in session_pids(w.proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    assert w.exit_status() == 0, w.output
+    assert time.monotonic() - start < SHUTDOWN_BUDGET
+    assert w.leftovers() == []
+    assert "uwsgi | " in w.output.split("received SIGTERM")[-1]  # the listener outlived the signal
+    assert "goodbye to uWSGI" in w.output
+
+
 def test_broken_app_shows_its_traceback_and_exits_non_zero(slug, web):
     app = slug("web_import_error")
     w = web(app)
-    status = w.proc.wait(30)
-    assert status == 1, w.output
-    w.thread.join(5)
+    assert w.exit_status() == 1, w.output
     assert "Traceback (most recent call last)" in w.output
     assert "uwsgi | RuntimeError: boom from web_import_error" in w.output
     assert "dcweb | uwsgi could not be started (FATAL): stopping the web process" in w.output
@@ -342,15 +364,14 @@ def test_nginx_config_error_is_shown_and_exits_non_zero(slug, web):
     app = slug("web_plain")
     (app / "nginx.conf").write_text("location / { return 200; }\n")  # clashes with ours
     w = web(app)
-    assert w.proc.wait(30) == 1, w.output
-    w.thread.join(5)
+    assert w.exit_status() == 1, w.output
     assert 'nginx | ' in w.output and 'duplicate location "/"' in w.output
     assert "dcweb | nginx could not be started (FATAL)" in w.output
     assert w.leftovers() == []
 
 
 def test_moved_slug_still_serves(slug, web, place):
-    app = slug("web_static_approot", APPROOT="site")
+    app = slug("web_static_approot")
     moved = app.rename(place / "elsewhere")
     w = web(moved)
     w.wait_ready()
@@ -387,12 +408,13 @@ def test_as_root_nginx_workers_are_nobody_and_the_socket_is_not_world_writable(s
         status = Path(f"/proc/{pid}/status").read_text()
         assert f"\nUid:\t{nobody.pw_uid}\t" in status
     assert "CRIT" not in w.output  # user=root is said on purpose; the control socket has a password
+    assert "warning" not in w.output
     assert_clean_stop(w)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root and setpriv")
 def test_unprivileged_user_serves_app_and_static_files(slug, web, place):
-    built = slug("web_static_approot", APPROOT="site")
+    built = slug("web_static_approot")
     app = place / "nobody-app"
     shutil.copytree(built, app, symlinks=True)  # new inodes: the cache's hard links stay root's
     subprocess.run(["chown", "-R", "nobody:", str(app)], check=True)

@@ -10,8 +10,9 @@ stays; the log says so. What this step wrote is recorded with its sha256 in
 ``.dotcloud/web-configs.json``, so running it again replaces its own files and only those.
 A ``Procfile`` (``web: bin/dcweb``) is written only when the app has none.
 
-``approot`` checks the approot (``APPROOT``, default ``.``) and runs ``bin/dcapproot.sh`` in the
-build directory, so ``current`` and ``code`` exist in the slug as relative links.
+``approot`` checks the approot (``APPROOT``, which the Makefile exports from the build plan:
+the environment's, else dotcloud.yml's, else ``.``) and runs ``bin/dcapproot.sh`` in the build
+directory, so ``current`` and ``code`` exist in the slug as relative links.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
-from . import log
+from . import dotcloud, log
 
 BUILDPACK = Path(__file__).resolve().parents[2]
 RECORD = ".dotcloud/web-configs.json"
@@ -101,25 +102,19 @@ def install_configs(app: Path, bp: Path = BUILDPACK) -> None:
 
 
 def check_approot(app: Path, approot: str) -> str:
-    """The approot, normalized; BuildError unless it is a directory inside the app."""
-    source = "APPROOT" if os.environ.get("APPROOT") else "the default approot"
-    path = PurePosixPath(approot)
-    if path.is_absolute() or ".." in path.parts:
+    """The approot, normalized; BuildError unless the links can be made.
+
+    What a valid approot is, is dcbuild.dotcloud's rule (the build plan has already applied
+    it to APPROOT or dotcloud.yml's approot); this adds what linking it needs.
+    """
+    # Normalized as the build plan does (dcbuild.plan), then dotCloud's rule (dcbuild.dotcloud).
+    approot = str(PurePosixPath(approot.strip().strip("/") or "."))
+    approot = dotcloud.check_approot(app, approot, "APPROOT")
+    if not (app / approot).resolve().is_relative_to(app.resolve()):
         raise log.BuildError(
-            f"The approot '{approot}' is not inside the app",
-            f"It comes from {source}; dotCloud's approot is a path relative to the app's top.",
-            "Set it to the directory that holds wsgi.py, e.g. APPROOT=src.",
+            f"APPROOT: approot '{approot}' leads outside the app",
+            f"{approot} is a link to a directory outside the app; dotCloud's approot is inside it.",
         )
-    normal = str(path) if str(path) not in ("", ".") else "."
-    target = app / normal
-    if not target.is_dir():
-        raise log.BuildError(
-            f"The approot '{normal}' is not a directory in the app",
-            f"It comes from {source}.",
-            "Create the directory, or set APPROOT to the one that holds wsgi.py.",
-        )
-    if not target.resolve().is_relative_to(app.resolve()):
-        raise log.BuildError(f"The approot '{normal}' leads outside the app", "It must not be a link out of the app.")
     current = app / "current"
     if current.exists() and not current.is_symlink():
         raise log.BuildError(
@@ -127,7 +122,7 @@ def check_approot(app: Path, approot: str) -> str:
             "dotCloud used current for the link to the approot, and so does this buildpack.",
             "Rename the app's current.",
         )
-    return normal
+    return approot
 
 
 def link_approot(app: Path, bp: Path = BUILDPACK) -> None:

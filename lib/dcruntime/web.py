@@ -1,23 +1,25 @@
-"""The web process's parent: a private run directory, supervisord, its log, its exit status.
+"""The web process's parent: a private run directory, supervisord, the log, the exit status.
 
 ``bin/dcweb`` execs ``python3 -m dcruntime.web``, which
 
-1. makes a private run directory under ``$TMPDIR`` (default ``/tmp``): ``dcweb.XXXXXXXX``, mode
-   0700 (0710 with nobody's group as its group when run as root, see ``privileges``). It holds
-   nginx's pid and temp files, the uWSGI socket, supervisord's pid and control socket; its path
-   is exported as ``DC_RUN_DIR`` and it is removed at exit;
-2. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last:
-   for each ``[program:x]`` of the app's own ``current/supervisord.conf`` that names no log
-   file, the settings that send its output to this log (``stdout_logfile=NONE``,
-   ``stdout_events_enabled=true``, same for stderr); ``user=root`` when run as root (said
-   on purpose, so supervisord does not log a CRIT about it). The control socket's password,
-   new at each start, is ``DC_SUPERVISOR_PASSWORD`` in the environment of every program;
-3. runs ``supervisord -c config/supervisord.conf`` with its stdout and stderr on a pipe, and
-   copies that pipe to its own stdout. supervisord opens ``/dev/stdout`` for its children's
-   logs, which fails with ENXIO when stdout is a socket; a pipe always works;
-4. forwards TERM, INT, QUIT, HUP, USR1 and USR2 to supervisord, reaps orphans (it may be pid 1
-   in a container), and exits with supervisord's status, or 1 if a core program went FATAL
-   (``dcruntime.events`` leaves ``fatal`` in the run directory).
+1. makes a private run directory under ``$TMPDIR`` (default ``/tmp``): ``dcweb.XXXXXXXX``,
+   mode 0700 (0710 with nobody's group when run as root, see ``privileges``). It holds nginx's
+   pid and temp files, the uWSGI socket, supervisord's pid and control socket, and the log
+   FIFOs; its path is exported as ``DC_RUN_DIR``; it is removed at exit;
+2. makes one FIFO per program in ``$DC_RUN_DIR/log/``: ``nginx``, ``uwsgi``, ``dcweb`` (the
+   event listener) and each ``[program:x]`` of the app's ``current/supervisord.conf``.
+   supervisord writes each program's output to its FIFO (``stdout_logfile``); this process
+   reads them all and writes every complete line to its own stdout, prefixed with the
+   program's name (``nginx | ...``). supervisord itself cannot do that: it would open
+   ``/dev/stdout``, which fails (ENXIO) when stdout is a socket, and has no per-line prefix;
+   its event mechanism (PROCESS_LOG) has both but drops lines under load;
+3. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last:
+   for each of the app's programs that names no log file, the settings that send its output
+   to its FIFO; and ``user=root`` when run as root (said on purpose: no CRIT line about it);
+4. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is copied to
+   stdout as is), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
+   be pid 1 in a container), and exits with its status, or 1 if a core program could not be
+   started (``dcruntime.events`` leaves ``fatal`` in the run directory).
 """
 
 from __future__ import annotations
@@ -28,22 +30,25 @@ import errno
 import grp
 import os
 import pwd
+import re
 import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
+CORE_LOGS = ("nginx", "uwsgi", "dcweb")
 SOCKET_NAME = "uwsgi.sock"
 MAX_SOCKET_PATH = 107  # sizeof(sun_path) - 1 on Linux
-LOG_KEYS = {
-    "stdout": ("stdout_logfile", "stdout_events_enabled"),
-    "stderr": ("stderr_logfile", "stderr_events_enabled"),
-}
+MAX_LINE = 64 * 1024
+SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 LIB_DIR = str(Path(__file__).resolve().parents[1])
 
 
@@ -57,7 +62,7 @@ def say(message: str) -> None:
 
 
 def privileges(run_dir: Path) -> dict[str, str]:
-    """Make nginx's workers able to reach the uWSGI socket, without opening it to anyone else.
+    """Let nginx's workers reach the uWSGI socket, without opening it to anyone else.
 
     Unprivileged (the platform case) everything runs as one user: the directory stays 0700 and
     the socket 0660 (uWSGI's ``chmod-socket``). As root, nginx's workers must not run as root
@@ -75,12 +80,25 @@ def privileges(run_dir: Path) -> dict[str, str]:
         return {"DC_NGINX_USER": "root"}
     os.chown(run_dir, 0, nobody.pw_gid)
     run_dir.chmod(0o710)
+    home = Path(os.environ.get("HOME") or os.getcwd())
+    closed = [d for d in (home, *home.parents) if not _traversable(d, nobody.pw_gid)]
+    if closed:
+        say(f"warning: nginx's workers run as nobody and cannot enter {closed[-1]}: static files will get 403")
+        say("warning: make the app's directories world-searchable (chmod o+x), or run as a non-root user")
     return {"DC_NGINX_USER": f"nobody {group}", "DC_SOCKET_OWNER": f"0:{nobody.pw_gid}"}
+
+
+def _traversable(directory: Path, gid: int) -> bool:
+    try:
+        st = directory.stat()
+    except OSError:
+        return False
+    return bool(st.st_mode & 0o001 or (st.st_gid == gid and st.st_mode & 0o010))
 
 
 def make_run_dir(tmpdir: str) -> Path:
     try:
-        run_dir = Path(tempfile.mkdtemp(prefix="dcweb.", dir=tmpdir))
+        run_dir = Path(os.path.abspath(tempfile.mkdtemp(prefix="dcweb.", dir=tmpdir)))
     except OSError as exc:
         raise WebError(f"cannot create a run directory in TMPDIR={tmpdir}: {exc.strerror}") from None
     if len(str(run_dir / SOCKET_NAME)) > MAX_SOCKET_PATH:
@@ -89,25 +107,38 @@ def make_run_dir(tmpdir: str) -> Path:
     return run_dir
 
 
-def overlay(app_conf: Path, root: bool) -> str:
-    """supervisord settings merged over config/supervisord.conf and the app's programs."""
-    lines = ["; written by dcruntime.web at start"]
-    if root:
-        lines += ["[supervisord]", "user=root"]
+def app_programs(app_conf: Path) -> tuple[list[tuple[str, set[str]]], str | None]:
+    """The app's ``[program:x]`` sections with their option names, or why they can't be read."""
+    if not app_conf.exists():
+        return [], None
     parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
     try:
         parser.read(app_conf, encoding="utf-8")
     except (configparser.Error, UnicodeDecodeError):
-        return "\n".join([*lines, f"; {app_conf} does not parse: supervisord will say why"]) + "\n"
+        return [], f"{app_conf} does not parse: supervisord will say why"
+    programs = []
     for section in parser.sections():
-        if not section.startswith("program:"):
+        if section.startswith("program:"):
+            programs.append((section.removeprefix("program:"), set(parser.options(section))))
+    return programs, None
+
+
+def overlay(programs: list[tuple[str, set[str]]], log_dir: Path, root: bool, note: str | None = None) -> str:
+    """supervisord settings merged over config/supervisord.conf and the app's programs."""
+    lines = ["; written by dcruntime.web at start"]
+    if note:
+        lines.append(f"; {note}")
+    if root:
+        lines += ["[supervisord]", "user=root"]
+    for name, options in programs:
+        if not SAFE_NAME.match(name):
             continue
         added = []
-        for logfile, events in LOG_KEYS.values():
-            if not parser.has_option(section, logfile):
-                added += [f"{logfile}=NONE", f"{events}=true"]
+        for channel in ("stdout", "stderr"):
+            if f"{channel}_logfile" not in options:
+                added += [f"{channel}_logfile={log_dir / name}", f"{channel}_logfile_maxbytes=0"]
         if added:
-            lines += ["", f"[{section}]", *added]
+            lines += ["", f"[program:{name}]", *added]
     return "\n".join(lines) + "\n"
 
 
@@ -142,6 +173,72 @@ def write_all(fd: int, data: bytes) -> bool:
     return True
 
 
+class LogHub:
+    """Program output from FIFOs, line by line with the program's name, plus supervisord's own."""
+
+    def __init__(self, log_dir: Path, names: list[str], out_fd: int = 1) -> None:
+        log_dir.mkdir(mode=0o700)
+        self.out_fd = out_fd
+        self.out_ok = True
+        self.prefix: dict[int, bytes] = {}
+        self.partial: dict[int, bytes] = {}
+        self.keep_open: list[int] = []
+        for name in dict.fromkeys(names):
+            path = log_dir / name
+            os.mkfifo(path, 0o600)
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            # Our own writer: no EOF between the program's restarts.
+            self.keep_open.append(os.open(path, os.O_WRONLY))
+            self.prefix[fd] = f"{name} | ".encode()
+            self.partial[fd] = b""
+
+    def write(self, data: bytes) -> None:
+        if self.out_ok and data:
+            self.out_ok = write_all(self.out_fd, data)
+
+    def lines(self, fd: int, data: bytes, final: bool = False) -> None:
+        data = self.partial[fd] + data
+        *complete, rest = data.split(b"\n")
+        if (final and rest) or len(rest) > MAX_LINE:
+            complete.append(rest)
+            rest = b""
+        self.partial[fd] = rest
+        prefix = self.prefix[fd]
+        self.write(b"".join(prefix + line + b"\n" for line in complete))
+
+    def drain(self, fd: int, final: bool = False) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except BlockingIOError:
+                data = b""
+            self.lines(fd, data, final=final and not data)
+            if not data:
+                return
+
+    def run(self, main_fd: int) -> None:
+        """Until main_fd (supervisord's stdout) ends, then the FIFOs' last lines."""
+        poller = select.poll()
+        for fd in [main_fd, *self.prefix]:
+            poller.register(fd, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll():
+                if fd != main_fd:
+                    self.drain(fd)
+                    continue
+                data = os.read(main_fd, 65536)
+                if not data:
+                    for fifo in self.prefix:
+                        self.drain(fifo, final=True)
+                    return
+                self.write(data)
+
+    def close(self) -> None:
+        for fd in [*self.prefix, *self.keep_open]:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 class Parent:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: Path) -> None:
         self.proc = subprocess.Popen(
@@ -151,6 +248,21 @@ class Parent:
         for signum in FORWARDED:
             signal.signal(signum, self.forward)
         signal.signal(signal.SIGCHLD, self.reap)
+
+    def wake(self, sock_path: Path, timeout: float = 5.0) -> None:
+        """Start the programs now rather than in a second.
+
+        supervisord spawns programs only after its first poll, which waits up to a second
+        unless one of its descriptors is ready: a connection to its control socket is.
+        """
+        deadline = time.monotonic() + timeout
+        while self.status is None and time.monotonic() < deadline:
+            with socket.socket(socket.AF_UNIX) as sock:
+                try:
+                    sock.connect(str(sock_path))
+                    return
+                except OSError:
+                    time.sleep(0.01)
 
     def forward(self, signum: int, _frame) -> None:
         if self.status is None:
@@ -166,19 +278,7 @@ class Parent:
             if pid == 0:
                 return
             if pid == self.proc.pid:
-                self.status = os.waitstatus_to_exitcode(status)
-                self.proc.returncode = self.status
-
-    def relay(self) -> None:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        out_ok = True
-        while True:
-            data = os.read(fd, 65536)
-            if not data:
-                break
-            if out_ok:
-                out_ok = write_all(1, data)
+                self.status = self.proc.returncode = os.waitstatus_to_exitcode(status)
 
     def wait(self) -> int:
         while self.status is None:
@@ -198,24 +298,33 @@ def run() -> int:
         raise WebError(f"{conf} is missing: the slug was not built by this buildpack's compile")
     supervisord = Path(sys.executable).parent / "supervisord"
     if not supervisord.exists():
-        supervisord = Path(shutil.which("supervisord") or "supervisord")
+        found = shutil.which("supervisord")
+        if found is None:
+            raise WebError(f"supervisord is not installed next to {sys.executable} nor on PATH")
+        supervisord = Path(found)
     run_dir = make_run_dir(os.environ.get("TMPDIR") or "/tmp")
+    hub = None
     try:
         env = child_env(run_dir)
-        text = overlay(home / "current" / "supervisord.conf", root=os.geteuid() == 0)
+        log_dir = run_dir / "log"
+        programs, note = app_programs(home / "current" / "supervisord.conf")
+        names = [*CORE_LOGS, *(name for name, _ in programs if SAFE_NAME.match(name))]
+        hub = LogHub(log_dir, names)
+        text = overlay(programs, log_dir, root=os.geteuid() == 0, note=note)
         (run_dir / "supervisord-overlay.conf").write_text(text, encoding="utf-8")
         parent = Parent([str(supervisord), "-c", str(conf)], env, home)
-        parent.relay()
+        threading.Thread(target=parent.wake, args=(run_dir / "supervisor.sock",), daemon=True).start()
+        assert parent.proc.stdout is not None
+        hub.run(parent.proc.stdout.fileno())
         status = parent.wait()
         fatal = run_dir / "fatal"
         if fatal.exists():
-            name = fatal.read_text(encoding="utf-8").strip()
-            say(f"exiting with status 1: {name} could not be started")
+            say(f"exiting with status 1: {fatal.read_text(encoding='utf-8').strip()} could not be started")
             return 1
-        if status < 0:
-            return 128 - status
-        return status
+        return 128 - status if status < 0 else status
     finally:
+        if hub is not None:
+            hub.close()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
