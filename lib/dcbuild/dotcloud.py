@@ -49,6 +49,27 @@ class Service:
     requirements: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
     line_of: dict[str, int] = field(default_factory=dict)
+    data_services: dict[str, str] = field(default_factory=dict)  # name -> type (mysql, redis, ...)
+
+    def to_json(self, approot: str) -> dict[str, Any]:
+        """What the slug needs at run time (``.dotcloud/service.json``), plain JSON types only."""
+        raw = self.raw
+        processes = raw.get("processes") or {}
+        if not processes and raw.get("process"):
+            processes = {"process": raw["process"]}
+        return {
+            "name": self.name,
+            "type": self.type,
+            "approot": approot,
+            "config": {str(k): v for k, v in self.config.items()},
+            "environment": {str(k): "" if v is None else str(v) for k, v in (raw.get("environment") or {}).items()},
+            "processes": {str(k): str(v) for k, v in processes.items()} if isinstance(processes, dict) else {},
+            "postinstall": raw.get("postinstall"),
+            "prebuild": raw.get("prebuild"),
+            "postbuild": raw.get("postbuild"),
+            "ports": {str(k): str(v) for k, v in (raw.get("ports") or {}).items()},
+            "data_services": dict(self.data_services),
+        }
 
 
 def _line_numbers(text: str) -> dict[str, int]:
@@ -137,7 +158,8 @@ def load(app: Path, cache: Path | None, wanted: str | None = None) -> Service | 
     requirements = settings.get("requirements") or []
     if isinstance(requirements, str):
         requirements = [requirements]
-    return Service(name, str(settings["type"]), approot, config, [str(r) for r in requirements], settings, lines)
+    data = {n: str(s["type"]) for n, s in others.items() if str(s["type"]) in DATA_SERVICES}
+    return Service(name, str(settings["type"]), approot, config, [str(r) for r in requirements], settings, lines, data)
 
 
 def python_request(service: Service) -> Request | None:

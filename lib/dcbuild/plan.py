@@ -8,6 +8,7 @@ The Makefile includes it; every cache key comes from these values.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -34,7 +35,7 @@ def _requirements(app: Path, approot: str, service: dotcloud.Service | None, not
     return ".dotcloud/requirements-dotcloud.txt"
 
 
-def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> dict[str, str]:
+def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> tuple[dict[str, str], dict]:
     service = dotcloud.load(app, cache)
     fallback = dotcloud.python_request(service) if service else None
     store = runtime.Store(cache / "runtimes")
@@ -52,6 +53,7 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> dict[s
     if service and service.requirements:
         found = user_reqs and next(iter(reqs.collect(app / user_reqs)[1:]), None)
         label = (f"{found.relative_to(app.resolve())} + " if found else "") + "dotcloud.yml requirements"
+    settings = service.to_json(approot) if service else {"approot": approot}
     return {
         "PY_VERSION": str(version),
         "PY_ORIGIN": origin,
@@ -61,7 +63,7 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> dict[s
         "USER_REQS_LABEL": label,
         "DOTCLOUD_SERVICE_NAME": service.name if service else "",
         "DOTCLOUD_SERVICE_TYPE": service.type if service else "",
-    }
+    }, settings
 
 
 def _main(argv: list[str]) -> int:
@@ -74,7 +76,7 @@ def _main(argv: list[str]) -> int:
     if args.cache.is_dir():
         runtime._MEMO.append(args.cache / "local-pythons.json")
     notes: list[str] = []
-    plan = make_plan(args.app, args.cache, args.platform, notes)
+    plan, settings = make_plan(args.app, args.cache, args.platform, notes)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_name(f"{args.out.name}.tmp.{os.getpid()}")
@@ -82,6 +84,11 @@ def _main(argv: list[str]) -> int:
         # Notes are printed by make when it reads the plan, in order with the rest of the log.
         text += "".join(f"$(info $(PLAN_EMPTY){log.INDENT}{note})\n" for note in notes)
         tmp.write_text(text)
+        # dotcloud.yml's run-time settings for the slug (boot scripts read it; {} without one).
+        service_json = args.app / ".dotcloud" / "service.json"
+        service_tmp = service_json.with_name(f"service.json.tmp.{os.getpid()}")
+        service_tmp.write_text(json.dumps(settings, indent=1, sort_keys=True) + "\n")
+        os.replace(service_tmp, service_json)
     except OSError as exc:
         raise log.BuildError(f"Cannot write to the build directory {args.app}", str(exc)) from None
     os.replace(tmp, args.out)
