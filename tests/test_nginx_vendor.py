@@ -463,7 +463,7 @@ def test_make_nginx_uses_vendored_then_does_nothing(built: Path, tmp_path: Path)
     again = run([*make, "nginx"])
     assert again.returncode == 0, again.stderr
     assert "----->" not in again.stdout, again.stdout
-    assert "Nothing to be done" in again.stdout
+    assert run([*make, "-q", "nginx"]).returncode == 0  # make itself: nothing to be done
 
     shutil.rmtree(slug)  # a stamp without its binary is not trusted
     third = run([*make, "nginx"])
