@@ -157,6 +157,8 @@ python-manifest:
 
 # Build the bundled sample app (test/fixtures/sample) and serve it on $PORT (default 5000).
 SERVE_DIR := $(BP)/cache/serve
+# Developer targets may apt-get nginx's build dependencies (root only); bin/compile never does.
+serve test bench vendor: export DC_AUTO_APT := 1
 PORT ?= 5000
 .PHONY: serve
 serve:

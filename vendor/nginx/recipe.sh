@@ -108,8 +108,17 @@ check_deps() {
         fi
     done
     if ((${#missing[@]})); then
+        # Developer targets (make serve, make vendor, make test) set DC_AUTO_APT=1: on a fresh
+        # Debian machine, as root, they install what is missing. A platform build never does.
+        if [[ ${DC_AUTO_APT:-0} == 1 && $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            say "Installing nginx's build dependencies: ${missing[*]}"
+            { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+                "${missing[@]}"; } >>"$work_dir/apt.log" 2>&1 ||
+                die "apt-get could not install ${missing[*]}." "Its log is $work_dir/apt.log."
+            return 0
+        fi
         die "Missing build dependencies for nginx: ${missing[*]}." \
-            "Install them with: apt-get install -y ${missing[*]}"
+            "Install them with: sudo apt-get install -y ${missing[*]}"
     fi
 }
 check_deps
