@@ -20,7 +20,8 @@ CACHE_DIR ?= $(BP)/cache
 ENV_DIR ?=
 # The buildpack's own Python (stdlib only): the build image's python3.
 PYTHON3 ?= python3
-DC := PYTHONPATH='$(BP)/lib' $(PYTHON3) -m dcbuild
+# No bytecode written into the buildpack: platforms may mount it read-only or hand it to the build user.
+DC := PYTHONDONTWRITEBYTECODE=1 PYTHONPATH='$(BP)/lib' $(PYTHON3) -m dcbuild
 PLATFORM := $(subst arm64,aarch64,$(shell uname -m))-linux-gnu
 # Bump when the way layers are made changes, so old cache entries are not reused.
 LAYER_FORMAT := 1
@@ -90,7 +91,7 @@ STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --d
   --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)'
 
 .PHONY: compile python dcreqs userreqs profile
-compile: userreqs profile nginx configs approot
+compile: userreqs profile nginx configs approot hooks
 
 python: | $(LAYERS)/runtime-$(PY_KEY)
 dcreqs: | $(DC_LAYER)
@@ -130,7 +131,7 @@ $(STATE)/profile-$(PROFILE_HASH):
 endif
 
 # nginx.mk before web.mk: configs copies files out of the nginx layer.
-include $(BP)/mk/nginx.mk $(BP)/mk/web.mk
+include $(BP)/mk/nginx.mk $(BP)/mk/web.mk $(BP)/mk/hooks.mk $(BP)/mk/dist.mk
 
 # --- development ------------------------------------------------------------------------
 TEST_VENV := $(BP)/.venv-test
@@ -146,7 +147,7 @@ test: $(TEST_VENV)/.ok vendor lint
 
 lint: $(TEST_VENV)/.ok
 	'$(TEST_VENV)/bin/ruff' check '$(BP)/lib' '$(BP)/tests'
-	'$(TEST_VENV)/bin/shellcheck' $$(grep -lE '^#!/(usr/)?bin/(env )?(ba)?sh' '$(BP)'/bin/* '$(BP)'/vendor/*/recipe*)
+	'$(TEST_VENV)/bin/shellcheck' $$(grep -lE '^#!/(usr/)?bin/(env )?(ba)?sh' '$(BP)'/bin/* '$(BP)'/vendor/*/recipe* '$(BP)'/tests/*.sh)
 
 # Rebuild vendor/python/manifest.tsv from the newest pbs-installer release on PyPI.
 .PHONY: python-manifest

@@ -4,4 +4,3 @@ Each module has one job and runs as ``python3 -m dcbuild.<module>`` from make re
 Standard library only: this code runs before the app's Python runtime exists.
 """
 
-__version__ = "0.1.0"

@@ -1,0 +1,39 @@
+# The app's own build steps (dcbuild/hooks.py): Heroku's bin/pre_compile and bin/post_compile,
+# dotcloud.yml's prebuild and postbuild, Django's collectstatic. Included by the Makefile; uses
+# BP, DC, BUILD_DIR, CACHE_DIR, ENV_DIR, STATE and USER_KEY (the Python environment's key).
+#
+#   make pre-compile HOOKS_DIR=... [ENV_DIR=...]   bin/pre_compile, then prebuild
+#   make hooks BUILD_DIR=...                       postbuild, collectstatic, bin/post_compile
+#
+# pre-compile runs before the build plan (runtime.txt, requirement files, dotcloud.yml), since
+# the hooks may change those files: bin/compile runs it as a make invocation of its own, with
+# the app in HOOKS_DIR and BUILD_DIR empty, so that this invocation computes no plan.
+#
+# `hooks` comes last in compile. Its stamp is named after the state the steps would run on
+# (`dcbuild.hooks key`: the app's files by content, the config vars, USER_KEY, hooks.py), and
+# the steps record the state they leave; an app with none of the hooks gets `hooks-none`. So a
+# build in a fresh directory (every build on a platform) runs them all, while after a warm build
+# `make -q compile` has nothing to do and a changed app file or config var runs them again.
+
+.PHONY: pre-compile hooks
+
+HOOKS_DIR ?=
+pre-compile:
+	$(if $(HOOKS_DIR),,$(error HOOKS_DIR is not set: make pre-compile needs the app directory))
+	@$(DC).hooks pre '$(HOOKS_DIR)' --env-dir '$(ENV_DIR)' --cache-dir '$(CACHE_DIR)'
+
+ifneq ($(BUILD_DIR),)
+HOOKS_KEY := $(shell $(DC).hooks key '$(BUILD_DIR)' --env-dir '$(ENV_DIR)' --python-key '$(USER_KEY)' || echo FAILED)
+ifeq ($(HOOKS_KEY),FAILED)
+$(error Build stopped)
+endif
+ifneq ($(HOOKS_KEY),none)
+ifneq ($(wildcard $(STATE)/hooks-$(HOOKS_KEY)),)
+$(info -----> Not running the app's build hooks again (the app and its config vars are unchanged since the last build))
+endif
+endif
+
+hooks: | $(STATE)/hooks-$(HOOKS_KEY)
+$(STATE)/hooks-$(HOOKS_KEY): | userreqs profile nginx configs approot
+	@$(DC).hooks post '$(BUILD_DIR)' --env-dir '$(ENV_DIR)' --cache-dir '$(CACHE_DIR)' --python-key '$(USER_KEY)'
+endif
