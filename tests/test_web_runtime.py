@@ -16,7 +16,7 @@ import pytest
 from conftest import BP
 from dcbuild import log
 from dcbuild import web as build_web
-from dcruntime import events, render
+from dcruntime import events, programs, render
 from dcruntime import web as runtime_web
 
 DC_ENV = {**os.environ, "PYTHONPATH": str(BP / "lib")}
@@ -51,7 +51,8 @@ def test_buildpack_template_renders_and_keeps_nginx_variables():
     assert "${" not in out.replace("${NAME}", "")
     assert "listen 5000;" in out
     assert "root /app/current/;" in out
-    assert "include /app/current/*nginx.conf;" in out
+    assert "include /tmp/dcweb.x/app/*nginx.conf;" in out  # the app's, as dcruntime.appconf renders them
+    assert "if (-f /app/current/maintenance) {" in out
     assert "uwsgi_pass unix:/tmp/dcweb.x/uwsgi.sock;" in out
     assert "'$remote_addr ($http_x_real_ip) - $remote_user [$time_local] '" in out
 
@@ -106,21 +107,22 @@ def test_app_programs_and_overlay_send_their_output_to_fifos(tmp_path):
         "[program:logs]\ncommand=x\nstdout_logfile=/var/log/x.log\nredirect_stderr=true\n\n"
         "[program:odd/name]\ncommand=x\n\n[group:g]\nprograms=worker\n"
     )
-    programs, note = runtime_web.app_programs(conf)
+    found, note = programs.app_programs(conf)
     assert note is None
-    assert [name for name, _ in programs] == ["worker", "logs", "odd/name"]
-    text = runtime_web.overlay(programs, Path("/run/log"), root=False)
+    assert [name for name, _ in found] == ["worker", "logs", "odd/name"]
+    text = programs.overlay(found, Path("/run/log"), root=False)
     assert (
         "[program:worker]\nstdout_logfile=/run/log/worker\nstdout_logfile_maxbytes=0\n"
         "stderr_logfile=/run/log/worker\nstderr_logfile_maxbytes=0\n"
     ) in text
-    assert "[program:logs]\nstderr_logfile=/run/log/logs\nstderr_logfile_maxbytes=0\n" in text
+    # Its own log file, stderr redirected to it: nothing to add (supervisord would ignore it).
+    assert "[program:logs]" not in text
     assert "odd/name" not in text and "[group:g]" not in text and "[supervisord]" not in text
-    assert runtime_web.app_programs(tmp_path / "missing.conf") == ([], None)
-    assert runtime_web.overlay([], Path("/x"), root=True).splitlines()[1:] == ["[supervisord]", "user=root"]
+    assert programs.app_programs(tmp_path / "missing.conf") == ([], None)
+    assert programs.overlay([], Path("/x"), root=True).splitlines()[1:] == ["[supervisord]", "user=root"]
     conf.write_text("no section header\n")
-    programs, note = runtime_web.app_programs(conf)
-    assert programs == [] and "does not parse" in note
+    found, note = programs.app_programs(conf)
+    assert found == [] and "does not parse" in note
 
 
 def test_log_hub_prefixes_complete_lines_per_program(tmp_path):

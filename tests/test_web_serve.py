@@ -366,6 +366,7 @@ def test_nginx_config_error_is_shown_and_exits_non_zero(slug, web):
     w = web(app)
     assert w.exit_status() == 1, w.output
     assert 'nginx | ' in w.output and 'duplicate location "/"' in w.output
+    assert "dcweb | warning: current/nginx.conf:1 defines `location /`, which the buildpack" in w.output
     assert "dcweb | nginx could not be started (FATAL)" in w.output
     assert w.leftovers() == []
 

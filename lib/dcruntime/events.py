@@ -3,7 +3,9 @@
 When a core program (``--core nginx,uwsgi``) enters FATAL (supervisord gave up starting it),
 the web process cannot serve: the listener records which one in ``$DC_RUN_DIR/fatal`` and
 stops supervisord with SIGTERM; ``dcruntime.web`` then exits 1, so the platform sees it and
-restarts or reports the process. Another program's FATAL state is only reported. What the
+restarts or reports the process. A ``python-worker`` service has no core program but a list
+of programs (``--all a,b``): once every one of them is FATAL, nothing runs, and the listener
+stops supervisord the same way. Another program's FATAL state is only reported. What the
 listener says goes to its stderr, which supervisord writes to the web log as ``dcweb | ...``.
 
 Protocol (https://supervisord.org/events.html): ``READY``, then a header line whose ``len``
@@ -28,9 +30,13 @@ def parse_tokens(line: str) -> dict[str, str]:
 
 
 class Listener:
-    def __init__(self, out: TextIO, core: set[str], run_dir: Path | None, supervisord_pid: int) -> None:
+    def __init__(
+        self, out: TextIO, core: set[str], run_dir: Path | None, supervisord_pid: int, all_of: set[str] | None = None
+    ) -> None:
         self.out = out
         self.core = core
+        self.all_of = all_of or set()
+        self.fatal: set[str] = set()
         self.run_dir = run_dir
         self.supervisord_pid = supervisord_pid
         self.stopping = False
@@ -43,16 +49,25 @@ class Listener:
         if header.get("eventname") != "PROCESS_STATE_FATAL":
             return
         name = parse_tokens(payload.partition("\n")[0]).get("processname", "?")
-        if name not in self.core:
+        self.fatal.add(name)
+        if name in self.core:
+            self.stop(name, f"{name} could not be started (FATAL): stopping the web process")
+        elif self.all_of and self.all_of <= self.fatal:
+            names = ", ".join(sorted(self.all_of))
+            self.stop(names, f"{name} could not be started (FATAL) and neither could the others ({names}): stopping")
+        elif name in self.all_of:
+            self.say(f"{name} could not be started (FATAL); the other programs keep running")
+        else:
             self.say(f"{name} could not be started (FATAL); the web process keeps running")
-            return
+
+    def stop(self, names: str, message: str) -> None:
         if self.stopping:
             return
         self.stopping = True
-        self.say(f"{name} could not be started (FATAL): stopping the web process")
+        self.say(message)
         if self.run_dir is not None:
             try:
-                (self.run_dir / "fatal").write_text(name + "\n", encoding="utf-8")
+                (self.run_dir / "fatal").write_text(names + "\n", encoding="utf-8")
             except OSError as exc:
                 self.say(f"cannot record the failure in {self.run_dir}: {exc.strerror}")
         os.kill(self.supervisord_pid, signal.SIGTERM)
@@ -75,12 +90,14 @@ def serve(listener: Listener, stdin: TextIO, stdout) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m dcruntime.events")
     parser.add_argument("--core", default="nginx,uwsgi", help="programs whose FATAL state stops the web process")
+    parser.add_argument("--all", default="", help="programs whose FATAL state, once all have it, stops it")
     args = parser.parse_args(argv)
     run_dir = os.environ.get("DC_RUN_DIR")
     # newline="": keep "\r" as is, so that character counts match supervisor's ``len``.
     stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace", newline="")
     core = {name for name in args.core.split(",") if name}
-    listener = Listener(sys.stderr, core, Path(run_dir) if run_dir else None, os.getppid())
+    all_of = {name for name in args.all.split(",") if name}
+    listener = Listener(sys.stderr, core, Path(run_dir) if run_dir else None, os.getppid(), all_of)
     serve(listener, stdin, sys.stdout.buffer)
     return 0
 

@@ -1,37 +1,42 @@
-"""The web process's parent: a private run directory, supervisord, the log, the exit status.
+"""The web process's parent: dotCloud's start sequence, supervisord, the log, the exit status.
 
 ``bin/dcweb`` execs ``python3 -m dcruntime.web``, which
 
-1. makes a private run directory under ``$TMPDIR`` (default ``/tmp``): ``dcweb.XXXXXXXX``,
+1. reads ``.dotcloud/service.json`` and makes the programs' environment (``dcruntime.dotcloud``:
+   dotcloud.yml's ``environment:``, ``DOTCLOUD_*`` keys; the platform's config vars win), and
+   checks uWSGI's settings (``dcruntime.uwsgiconf``) and the postinstall hook before anything runs;
+2. writes ``environment.json``, ``.yml`` and ``.yaml`` into ``$HOME`` (mode 0600), links
+   ``$HOME/env`` to the slug's Python, then runs the postinstall hook (``dcruntime.postinstall``);
+   its failure stops here, with status 1;
+3. makes a private run directory under ``$TMPDIR`` (default ``/tmp``): ``dcweb.XXXXXXXX``,
    mode 0700 (0710 with nobody's group when run as root, see ``privileges``). It holds nginx's
-   pid and temp files, the uWSGI socket, supervisord's pid and control socket, and the log
-   FIFOs; its path is exported as ``DC_RUN_DIR``; it is removed at exit;
-2. makes one FIFO per program in ``$DC_RUN_DIR/log/``: ``nginx``, ``uwsgi``, ``dcweb`` (the
-   event listener) and each ``[program:x]`` of the app's ``current/supervisord.conf``.
-   supervisord writes each program's output to its FIFO (``stdout_logfile``); this process
-   reads them all and writes every complete line to its own stdout, prefixed with the
-   program's name (``nginx | ...``). supervisord itself cannot do that: it would open
-   ``/dev/stdout``, which fails (ENXIO) when stdout is a socket, and has no per-line prefix;
-   its event mechanism (PROCESS_LOG) has both but drops lines under load;
-3. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last:
-   for each of the app's programs that names no log file, the settings that send its output
-   to its FIFO; and ``user=root`` when run as root (said on purpose: no CRIT line about it);
-4. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is copied to
+   pid and temp files, the uWSGI socket and ini file, supervisord's pid and control socket, the
+   log FIFOs, and the app's snippets as run here (``dcruntime.appconf``: ``/home/dotcloud``
+   rewritten); its path is exported as ``DC_RUN_DIR``; it is removed at exit;
+4. makes one FIFO per program in ``$DC_RUN_DIR/log/``: ``nginx``, ``uwsgi``, ``dcweb`` (the
+   event listener), each ``[program:x]`` of the app's ``current/supervisord.conf`` and each of
+   dotcloud.yml's ``processes:``. supervisord writes each program's output to its FIFO
+   (``stdout_logfile``); this process reads them all and writes every complete line to its own
+   stdout, prefixed with the program's name (``nginx | ...``). supervisord itself cannot do
+   that: it would open ``/dev/stdout``, which fails (ENXIO) when stdout is a socket, and has no
+   per-line prefix; its event mechanism (PROCESS_LOG) has both but drops lines under load;
+5. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last
+   (``dcruntime.programs``): the ``processes:`` programs, log settings for the app's programs,
+   ``user=root`` when run as root, and for a ``python-worker`` service nginx and uWSGI left out;
+6. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is copied to
    stdout as is), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
    be pid 1 in a container), and exits with its status, or 1 if a core program could not be
-   started (``dcruntime.events`` leaves ``fatal`` in the run directory).
+   started, or every program of a python-worker service (``dcruntime.events`` leaves ``fatal``
+   in the run directory).
 """
 
 from __future__ import annotations
 
-import configparser
 import contextlib
 import errno
 import grp
 import os
 import pwd
-import re
-import secrets
 import select
 import shutil
 import signal
@@ -43,13 +48,15 @@ import threading
 import time
 from pathlib import Path
 
+from . import appconf, dotcloud, postinstall, programs, uwsgiconf
+from .dotcloud import BootError, app_environ
+
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 CORE_LOGS = ("nginx", "uwsgi", "dcweb")
 SOCKET_NAME = "uwsgi.sock"
 MAX_SOCKET_PATH = 107  # sizeof(sun_path) - 1 on Linux
 MAX_LINE = 64 * 1024
-SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-LIB_DIR = str(Path(__file__).resolve().parents[1])
+LIB_DIR = dotcloud.LIB_DIR
 
 
 class WebError(Exception):
@@ -107,51 +114,10 @@ def make_run_dir(tmpdir: str) -> Path:
     return run_dir
 
 
-def app_programs(app_conf: Path) -> tuple[list[tuple[str, set[str]]], str | None]:
-    """The app's ``[program:x]`` sections with their option names, or why they can't be read."""
-    if not app_conf.exists():
-        return [], None
-    parser = configparser.RawConfigParser(inline_comment_prefixes=(";", "#"), strict=False)
-    try:
-        parser.read(app_conf, encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
-        return [], f"{app_conf} does not parse: supervisord will say why"
-    programs = []
-    for section in parser.sections():
-        if section.startswith("program:"):
-            programs.append((section.removeprefix("program:"), set(parser.options(section))))
-    return programs, None
-
-
-def overlay(programs: list[tuple[str, set[str]]], log_dir: Path, root: bool, note: str | None = None) -> str:
-    """supervisord settings merged over config/supervisord.conf and the app's programs."""
-    lines = ["; written by dcruntime.web at start"]
-    if note:
-        lines.append(f"; {note}")
-    if root:
-        lines += ["[supervisord]", "user=root"]
-    for name, options in programs:
-        if not SAFE_NAME.match(name):
-            continue
-        added = []
-        for channel in ("stdout", "stderr"):
-            if f"{channel}_logfile" not in options:
-                added += [f"{channel}_logfile={log_dir / name}", f"{channel}_logfile_maxbytes=0"]
-        if added:
-            lines += ["", f"[program:{name}]", *added]
-    return "\n".join(lines) + "\n"
-
-
-def child_env(run_dir: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    # Our own PYTHONPATH entry (from bin/dcweb) is not for the app.
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != LIB_DIR]
-    if paths:
-        env["PYTHONPATH"] = os.pathsep.join(paths)
-    else:
-        env.pop("PYTHONPATH", None)
+def child_env(run_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(app_environ() if base is None else base)
     env["DC_RUN_DIR"] = str(run_dir)
-    env["DC_SUPERVISOR_PASSWORD"] = secrets.token_hex(16)
+    env["DC_SUPERVISOR_PASSWORD"] = os.urandom(16).hex()  # not `secrets`: 17 ms to import
     env.setdefault("TMPDIR", "/tmp")
     env.setdefault("NGINX_WORKERS", "2")
     env.update(privileges(run_dir))
@@ -291,6 +257,51 @@ class Parent:
         return 1 if self.status is None else self.status
 
 
+def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None]:
+    """Steps 1 and 2: the environment, the uWSGI ini text (None for a worker), postinstall."""
+    env = dotcloud.environment(service, app_environ(), home)
+    config = service.get("config") if isinstance(service.get("config"), dict) else {}
+    ini = None
+    if not dotcloud.is_worker(service):
+        ini = uwsgiconf.ini_text(uwsgiconf.options(config, env))
+        for warning in uwsgiconf.conflicts(env):
+            say(f"warning: {warning}")
+    hook = postinstall.command(service, home)
+    limit = postinstall.timeout(env) if hook else 0.0
+    for problem in (dotcloud.write_env_files(home, env), dotcloud.link_env(home)):
+        if problem:
+            say(f"warning: {problem}")
+    if hook:
+        stopped = postinstall.run(
+            hook[0], hook[1], home / "current", env, limit, out=lambda data: write_all(1, data), say=say,
+            signals=FORWARDED,
+        )
+        if stopped is not None:
+            raise Stopped(stopped)
+    return env, ini
+
+
+class Stopped(Exception):
+    """A signal arrived before supervisord was started: exit as if killed by it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def worker_programs(home: Path, service: dict, watched: list[str], commands: dict[str, str]) -> dict[str, str]:
+    """A python-worker's programs: dotCloud's default ``process`` is ``./run``; nothing is an error."""
+    if watched:
+        return commands
+    run_file = home / "current" / "run"
+    if run_file.is_file() and os.access(run_file, os.X_OK):
+        return {"process": "./run"}
+    raise WebError(
+        f"the python-worker service {service.get('name') or ''} has nothing to run: add processes: to dotcloud.yml,"
+        " a [program:x] to supervisord.conf, or an executable ./run"
+    )
+
+
 def run() -> int:
     home = Path(os.environ.get("HOME") or os.getcwd())
     conf = home / "config" / "supervisord.conf"
@@ -302,15 +313,30 @@ def run() -> int:
         if found is None:
             raise WebError(f"supervisord is not installed next to {sys.executable} nor on PATH")
         supervisord = Path(found)
-    run_dir = make_run_dir(os.environ.get("TMPDIR") or "/tmp")
+    service = dotcloud.load_service(home)
+    worker = dotcloud.is_worker(service)
+    base, ini = prepare(home, service)
+    run_dir = make_run_dir(base.get("TMPDIR") or "/tmp")
     hub = None
     try:
-        env = child_env(run_dir)
+        env = child_env(run_dir, base)
+        for note in appconf.prepare(home, run_dir, web=not worker):
+            say(note)
+        found, note = programs.app_programs(run_dir / appconf.SUPERVISORD_APP)
+        commands = programs.processes(service, [name for name, _ in found])
+        watched = programs.watched(found, commands)
+        if worker:
+            commands = worker_programs(home, service, watched, commands)
+            watched = programs.watched(found, commands)
+        env["DC_CORE_PROGRAMS"] = "" if worker else ",".join(programs.CORE)
+        env["DC_WORKER_PROGRAMS"] = ",".join(watched) if worker else ""
+        if ini is not None:
+            (run_dir / "uwsgi.ini").write_text(ini, encoding="utf-8")
         log_dir = run_dir / "log"
-        programs, note = app_programs(home / "current" / "supervisord.conf")
-        names = [*CORE_LOGS, *(name for name, _ in programs if SAFE_NAME.match(name))]
+        names = [*CORE_LOGS, *(name for name, _ in found if programs.SAFE_NAME.match(name)), *commands]
         hub = LogHub(log_dir, names)
-        text = overlay(programs, log_dir, root=os.geteuid() == 0, note=note)
+        text = programs.overlay(found, log_dir, root=os.geteuid() == 0, note=note, worker=worker)
+        text += programs.process_sections(commands, home, run_dir, log_dir)
         (run_dir / "supervisord-overlay.conf").write_text(text, encoding="utf-8")
         parent = Parent([str(supervisord), "-c", str(conf)], env, home)
         threading.Thread(target=parent.wake, args=(run_dir / "supervisor.sock",), daemon=True).start()
@@ -331,9 +357,12 @@ def run() -> int:
 def main() -> int:
     try:
         return run()
-    except WebError as exc:
+    except (WebError, BootError) as exc:
         say(f"error: {exc}")
         return 1
+    except Stopped as exc:
+        say(f"stopped by signal {exc.signum} before the programs were started")
+        return 128 + exc.signum
 
 
 if __name__ == "__main__":
