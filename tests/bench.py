@@ -1,16 +1,33 @@
 """`make bench`: compile and serving figures, measured side by side in one run.
 
-Not a test: it prints a table. Everything runs on this machine, offline from the network:
-the runtime comes from a local mirror, packages from a local index built once per run
+Not a test: it prints one table per part. Everything runs on this machine, offline from the
+network: the runtime comes from a local mirror, packages from a local index built once per run
 (so timings exclude the registry), nginx is vendored beforehand by `make vendor`.
+
+Compile: cold, warm, one pin changed, and plain `venv + pip install`, for two apps.
+Serving: the compiled sample slug (plus a static file) under `bin/dcweb`, loaded with `wrk` on
+127.0.0.1 for 10 s per target: `/` through nginx -> uWSGI, the static file through nginx, the
+same app under gunicorn (4 sync workers, a venv of the same Python), and a bare nginx
+`return 200` with the vendored binary and our worker count (the ceiling). Then the time from
+starting `bin/dcweb` to the first 200 (median of 5), and the slug's size.
+
+    python tests/bench.py [--python X.Y.Z] [--part all|compile|serving]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import grp
 import html
+import http.client
 import os
+import pwd
+import re
 import shutil
+import signal
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -71,6 +88,7 @@ class Bench:
         reqs.append(extra)
         clean = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
         clean["PIP_CONFIG_FILE"] = os.devnull
+        clean["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
         for req in reqs:
             run([str(self.local.executable), "-m", "pip", "download", "--quiet", "--no-deps" if "bump" in req.name
                  else "--progress-bar=off", "-d", str(wheels), "-r", str(req)], env=clean)
@@ -111,6 +129,227 @@ class Bench:
 
 FIXTURE = BP / "test" / "fixtures"
 
+# --- serving: wrk against the compiled sample slug, gunicorn, and a bare nginx -------------------
+
+LOAD_SECONDS = 10
+WRK = ["-t2", "-c64", f"-d{LOAD_SECONDS}s", "--latency"]
+STARTS = 5
+STATIC_BODY = "Hello from a static file.\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(port: int, path: str = "/", timeout: float = 2.0) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        res = conn.getresponse()
+        res.read()
+        return res.status
+    finally:
+        conn.close()
+
+
+class Server:
+    """A server process in its own session, on a free loopback port, stopped with its group."""
+
+    def __init__(self, argv: list[str], cwd: Path, env: dict[str, str], log: Path, stop=signal.SIGTERM) -> None:
+        self.port = int(env.get("PORT") or free_port())
+        self.stop_signal = stop
+        self.log = log
+        self.started = time.perf_counter()
+        with log.open("ab") as out:
+            self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+
+    def ready(self, path: str = "/", timeout: float = 30.0) -> float:
+        """Seconds from start to the first 200 on ``path``."""
+        deadline = time.perf_counter() + timeout
+        while time.perf_counter() < deadline:
+            if self.proc.poll() is not None:
+                break
+            with contextlib.suppress(OSError, http.client.HTTPException):
+                if get(self.port, path) == 200:
+                    return time.perf_counter() - self.started
+            time.sleep(0.01)
+        self.close()
+        sys.exit(f"bench: {self.proc.args} gave no 200 on {path} (exit {self.proc.returncode}):\n"
+                 + self.log.read_text(errors="replace")[-4000:])
+
+    def close(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, self.stop_signal)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # whatever a graceful stop left
+        self.proc.wait(10)
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+_UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def wrk(port: int, path: str) -> dict[str, float]:
+    """One bounded wrk run (after a 1 s warm-up): requests/s, p50 and p99 in ms, errors."""
+    url = f"http://127.0.0.1:{port}{path}"
+    run(["wrk", "-t2", "-c64", "-d1s", url], capture_output=True)
+    out = run(["wrk", *WRK, url], capture_output=True, text=True, timeout=LOAD_SECONDS + 60).stdout
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        return float(m.group(1)) * _UNIT[m.group(2)] if m else float("nan")
+
+    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
+    errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": float(rps.group(1)) if rps else float("nan"), "p50": latency("50"), "p99": latency("99"),
+            "errors": errors + (int(non2xx.group(1)) if non2xx else 0)}
+
+
+def ensure_wrk() -> None:
+    if shutil.which("wrk"):
+        return
+    if os.geteuid() != 0:
+        sys.exit("bench: wrk is missing (apt-get install wrk)")
+    print("Installing wrk (apt-get)", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, capture_output=True).returncode != 0:
+        run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        run(["apt-get", "install", "-y", "-qq", "wrk"], env=env, capture_output=True)
+
+
+class Serving:
+    """The runtime part: the sample slug (plus a static file) under bin/dcweb, gunicorn, nginx."""
+
+    def __init__(self, bench: Bench, cache: Path) -> None:
+        self.bench = bench
+        self.work = bench.work
+        self.cache = cache
+        self.tmpdir = self.work / "t"  # dcweb's run directories: short paths, nobody may enter
+        self.tmpdir.mkdir(mode=0o755)
+        self.app = self.work / "sample-web"
+
+    def compile(self) -> None:
+        shutil.copytree(FIXTURE / "sample", self.app)
+        (self.app / "static").mkdir()
+        (self.app / "static" / "hello.txt").write_text(STATIC_BODY)
+        (self.app / "runtime.txt").write_text(f"python-{self.bench.version}\n")
+        timed([str(BP / "bin" / "compile"), str(self.app), str(self.cache)], cwd=self.app, env=self.bench.env)
+
+    def dcweb(self) -> Server:
+        env = {"HOME": str(self.app), "PORT": str(free_port()), "TMPDIR": str(self.tmpdir), "PATH": "/usr/bin:/bin",
+               "LANG": "C.UTF-8"}
+        command = 'for f in .profile.d/*.sh; do . "$f"; done; exec bin/dcweb'
+        return Server(["bash", "-c", command], self.app, env, self.work / "dcweb.log")
+
+    def our_nginx_workers(self) -> int:
+        for conf in self.tmpdir.glob("dcweb.*/nginx.conf"):
+            m = re.search(r"^\s*worker_processes\s+(\d+)\s*;", conf.read_text(), re.M)
+            if m:
+                return int(m.group(1))
+        sys.exit("bench: cannot read worker_processes from the running web process's nginx.conf")
+
+    def gunicorn(self) -> Server:
+        venv = self.work / "gunicorn-venv"
+        if not venv.exists():
+            env = dict(self.bench.env, PIP_CONFIG_FILE=os.devnull)
+            run([str(self.bench.local.executable), "-m", "venv", str(venv)], env=env, capture_output=True)
+            run([str(venv / "bin" / "pip"), "install", "--quiet", "gunicorn==23.0.0"], env=env, capture_output=True)
+        port = free_port()
+        argv = [str(venv / "bin" / "gunicorn"), "--workers", "4", "--worker-class", "sync", "--bind",
+                f"127.0.0.1:{port}", "--chdir", str(self.app), "wsgi:application"]
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PORT": str(port)}
+        return Server(argv, self.app, env, self.work / "gunicorn.log")
+
+    def ceiling(self, workers: int) -> Server:
+        """nginx `return 200` with the vendored binary: the same workers as ours, no app, no log."""
+        d = self.work / "ceiling"
+        d.mkdir(exist_ok=True)
+        port = free_port()
+        user = ""
+        if os.geteuid() == 0:
+            nobody = pwd.getpwnam("nobody")
+            user = f"user nobody {grp.getgrgid(nobody.pw_gid).gr_name};"
+        (d / "nginx.conf").write_text(f"""\
+daemon off;
+{user}
+worker_processes {workers};
+pid {d}/nginx.pid;
+error_log stderr;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/client-body;
+    proxy_temp_path {d}/proxy;
+    uwsgi_temp_path {d}/uwsgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+""")
+        nginx = self.app / ".dotcloud" / "nginx" / "bin" / "nginx"
+        return Server([str(nginx), "-p", f"{d}/", "-e", "stderr", "-c", str(d / "nginx.conf")], d,
+                      {"PATH": "/usr/bin:/bin", "PORT": str(port)}, self.work / "ceiling.log", stop=signal.SIGQUIT)
+
+    def measure(self) -> tuple[dict[str, dict[str, float]], list[float], int]:
+        ensure_wrk()
+        self.compile()
+        loads: dict[str, dict[str, float]] = {}
+        with self.dcweb() as web:
+            web.ready()
+            workers = self.our_nginx_workers()
+            if get(web.port, "/static/hello.txt") != 200:
+                sys.exit("bench: /static/hello.txt is not served")
+            loads["dynamic"] = wrk(web.port, "/")
+            loads["static"] = wrk(web.port, "/static/hello.txt")
+        with self.gunicorn() as g:
+            g.ready()
+            loads["gunicorn"] = wrk(g.port, "/")
+        with self.ceiling(workers) as c:
+            c.ready()
+            loads["ceiling"] = wrk(c.port, "/")
+        starts = []
+        for _ in range(STARTS):
+            with self.dcweb() as web:
+                starts.append(web.ready())
+        return loads, starts, workers
+
+
+def serving_tables(loads: dict[str, dict[str, float]], starts: list[float], workers: int, slug: Path) -> str:
+    def ratio(a: str, b: str) -> float:
+        return loads[a]["rps"] / loads[b]["rps"]
+
+    rows = [
+        ("dynamic", "`/` through nginx -> uWSGI (ours)",
+         f"{ratio('dynamic', 'gunicorn'):.2f}x gunicorn (target >= 3); {ratio('dynamic', 'ceiling'):.2f}x ceiling"),
+        ("static", "`/static/hello.txt` through nginx (ours)", f"{ratio('static', 'ceiling'):.2f}x ceiling"
+         " (target >= 0.6)"),
+        ("gunicorn", "`/` under gunicorn, 4 sync workers", ""),
+        ("ceiling", f"nginx `return 200`, {workers} workers, no log (ceiling)", ""),
+    ]
+    out = [f"wrk {' '.join(WRK)} on 127.0.0.1, after a 1 s warm-up each.", "",
+           "| what | requests/s | p50 ms | p99 ms | errors | ratio |", "|---|---|---|---|---|---|"]
+    for key, label, note in rows:
+        m = loads[key]
+        out.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']:.0f} | {note} |")
+    tgz = len(subprocess.run(["tar", "-czf", "-", "-C", str(slug), "."], capture_output=True, check=True).stdout)
+    out += ["", "| first 200 after starting bin/dcweb (median of 5) | min | max | slug MB | slug .tar.gz MB |",
+            "|---|---|---|---|---|",
+            f"| {statistics.median(starts):.2f} s (target <= 1.5) | {min(starts):.2f} s | {max(starts):.2f} s"
+            f" | {du(slug) / 1e6:.0f} | {tgz / 1e6:.0f} |"]
+    return "\n".join(out)
+
 
 def du(path: Path) -> int:
     return int(run(["du", "-sb", str(path)], capture_output=True, text=True).stdout.split()[0])
@@ -119,6 +358,7 @@ def du(path: Path) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--python", default=None, help="X.Y.Z of a local CPython (default: newest 3.12)")
+    parser.add_argument("--part", choices=["all", "compile", "serving"], default="all")
     args = parser.parse_args()
     locals_ = localpython.find_local()
     pick = [lp for lp in locals_ if str(lp.version) == args.python] if args.python else \
@@ -126,11 +366,12 @@ def main() -> int:
     if not pick:
         sys.exit("bench: no local CPython to package")
     with tempfile.TemporaryDirectory(prefix="dcbench-") as tmp:
+        os.chmod(tmp, 0o755)  # as root, nginx's workers run as nobody and must reach the slug
         bench = Bench(Path(tmp), pick[0].version)
         print(f"Python {bench.version} from a local mirror; packages from a local index; nginx vendored.")
         bench.prepare()
         rows = []
-        for app, label in APPS.items():
+        for app, label in (APPS if args.part != "serving" else {}).items():
             cache = Path(tmp) / f"cache-{app}"
             cold = bench.compile(app, cache, "cold")
             warm = bench.compile(app, cache, "warm")
@@ -138,14 +379,24 @@ def main() -> int:
             plain = bench.plain(app)
             size = du(Path(tmp) / f"{app}-warm")
             rows.append((label, cold, warm, changed, plain, size))
-        print()
-        print("| app | cold s | warm s | warm/cold | one pin changed s | changed/cold | venv+pip s |"
-              " cold/plain | slug MB |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for label, cold, warm, changed, plain, size in rows:
-            print(f"| {label} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} | {changed:.2f} | {changed / cold:.2f}"
-                  f" | {plain:.2f} | {cold / plain:.2f} | {size / 1e6:.0f} |")
+        if rows:
+            print_compile_table(rows)
+        if args.part != "compile":
+            serving = Serving(bench, Path(tmp) / "cache-sample")
+            loads, starts, workers = serving.measure()
+            print(serving_tables(loads, starts, workers, serving.app))
     return 0
+
+
+def print_compile_table(rows) -> None:
+    print()
+    print("| app | cold s | warm s | warm/cold | one pin changed s | changed/cold | venv+pip s |"
+          " cold/plain | slug MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for label, cold, warm, changed, plain, size in rows:
+        print(f"| {label} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} | {changed:.2f} | {changed / cold:.2f}"
+              f" | {plain:.2f} | {cold / plain:.2f} | {size / 1e6:.0f} |")
+    print(flush=True)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from . import log
+from .pip import USED
 
 STATE = "last-build.json"
 FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements")
@@ -67,7 +68,11 @@ def record(cache: Path, now: dict[str, str], used: list[Path]) -> None:
 
 
 def prune(cache: Path, keep: int) -> list[Path]:
-    """Keep the ``keep`` most recently used entries of each kind; remove the rest."""
+    """Keep the ``keep`` most recently used entries of each kind; remove the rest.
+
+    Then the wheelhouse: a wheel no kept layer names (``wheels-used.txt``, written by
+    dcbuild.pip) goes too, else every version ever pinned would stay for good.
+    """
     removed = []
     groups: dict[str, list[Path]] = {}
     layers = cache / "layers"
@@ -87,6 +92,24 @@ def prune(cache: Path, keep: int) -> list[Path]:
                 path.unlink(missing_ok=True)
                 Path(str(path) + ".sha256").unlink(missing_ok=True)
             removed.append(path)
+    return removed + prune_wheels(cache)
+
+
+def prune_wheels(cache: Path) -> list[Path]:
+    wheels = cache / "wheels"
+    layers = cache / "layers"
+    if not wheels.is_dir() or not layers.is_dir():
+        return []
+    named: set[str] = set()
+    for layer in layers.iterdir():
+        if layer.name.startswith(("dcreqs-", "userreqs-")) and ".tmp." not in layer.name:
+            try:
+                named.update((layer / USED).read_text().split())
+            except OSError:
+                return []  # a layer made before the lists were kept: leave the wheelhouse alone
+    removed = [wheel for wheel in wheels.glob("*.whl") if wheel.name not in named]
+    for wheel in removed:
+        wheel.unlink(missing_ok=True)
     return removed
 
 

@@ -28,6 +28,8 @@ PASSED_THROUGH = (
     "PIP_RETRIES",
 )
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# In each dependency layer's directory: the wheelhouse files installed in it (for pruning).
+USED = "wheels-used.txt"
 
 
 def read_env_dir(env_dir: Path | None) -> dict[str, str]:
@@ -154,8 +156,9 @@ def _fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildErro
 
 
 def _wheel_key(filename: str) -> tuple[str, str]:
+    """(project, version) of a wheel's file name or a ``.dist-info`` directory's stem."""
     name, version = filename.split("-")[:2]
-    return _normal(name), version
+    return _normal(name), version.lower()
 
 
 def _requirement_names(files: list[Path]) -> set[str]:
@@ -171,7 +174,7 @@ def _requirement_names(files: list[Path]) -> set[str]:
 def _missing(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
              label: str) -> list[str]:
     """Resolve against the index (metadata only) and list the ``name==version`` not in the wheelhouse."""
-    report = wheelhouse.with_name(f"report.{os.getpid()}.json")
+    report = wheelhouse.with_name(f"report.json.tmp.{os.getpid()}")  # *.tmp.*: a killed build's is removed
     try:
         status, output = _stream([*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
                                   str(report), "--find-links", str(wheelhouse), "-r", requirement], cwd, env,
@@ -188,7 +191,7 @@ def _missing(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], w
     for item in items:
         name, version = item["metadata"]["name"], item["metadata"]["version"]
         filename = item["download_info"]["url"].rsplit("/", 1)[-1]
-        if filename in have or (not filename.endswith(".whl") and (_normal(name), version) in built):
+        if filename in have or (not filename.endswith(".whl") and (_normal(name), version.lower()) in built):
             continue
         out.append(f"{name}=={version}")
     return out
@@ -232,6 +235,20 @@ def _via_wheelhouse(pip: list[str], requirement: str, cwd: Path, env: dict[str, 
         raise _fail(output, requirement, cwd, label)
 
 
+def record_wheels(root: Path, wheelhouse: Path) -> None:
+    """Name, in ``root``'s layer directory, the wheelhouse files installed in ``root``.
+
+    The cache's pruning keeps only the wheels some kept layer names (dcbuild.cache).
+    """
+    installed = {_wheel_key(info.name[: -len(".dist-info")])
+                 for info in root.glob("lib/python3*/site-packages/*.dist-info")}
+    used = sorted(w.name for w in wheelhouse.glob("*.whl") if _wheel_key(w.name) in installed)
+    out = root.parent / USED
+    tmp = out.with_name(f"{USED}.tmp.{os.getpid()}")
+    tmp.write_text("".join(f"{name}\n" for name in used))
+    os.replace(tmp, out)
+
+
 def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str,
             wheelhouse: Path | None = None) -> None:
     """``pip install -r requirement`` into the runtime at ``root``; output indented.
@@ -247,15 +264,18 @@ def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir
     pip = [str(root / "bin" / "python3"), "-I", "-m", "pip"]
     install_cmd = [*pip, "install", "--no-warn-script-location", "-r", requirement]
     relocate.bind(root)
-    if wheelhouse is not None and not wheelhouse_applies(reqs.collect(cwd / requirement)):
+    via = wheelhouse
+    if via is not None and not wheelhouse_applies(reqs.collect(cwd / requirement)):
         log.detail("Editable, path or URL requirements: installing without the wheel cache")
-        wheelhouse = None
-    if wheelhouse is None:
+        via = None
+    if via is None:
         status, output = _stream(install_cmd, cwd, env)
         if status != 0:
             raise _fail(output, requirement, cwd, label)
     else:
-        _via_wheelhouse(pip, requirement, cwd, env, wheelhouse, label)
+        _via_wheelhouse(pip, requirement, cwd, env, via, label)
+    if wheelhouse is not None and wheelhouse.is_dir():
+        record_wheels(root, wheelhouse)
     relocate.make_scripts_relocatable(root)
     relocate.unbind(root)
 
