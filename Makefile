@@ -122,11 +122,14 @@ $(STATE)/python-$(USER_KEY): | $(USER_LAYER)
 	  --used '$(USER_LAYER)' --used '$(CACHE)/runtimes/cpython-$(PY_KEY).tar.gz'
 	@touch '$@'
 
-PROFILE_HASH := $(shell sha256sum < '$(BP)/config/profile.sh' | cut -c1-12)
+# The .profile.d scripts: ours, and dotcloud.yml's environment: (keyed by service.json's content).
+PROFILE_HASH := $(shell cat '$(BP)/config/profile.sh' '$(BP)/lib/dcbuild/envfile.py' \
+  '$(BUILD_DIR)/.dotcloud/service.json' 2>/dev/null | sha256sum | cut -c1-12)
 profile: | $(STATE)/profile-$(PROFILE_HASH)
 $(STATE)/profile-$(PROFILE_HASH):
 	@mkdir -p '$(BUILD_DIR)/.profile.d' '$(STATE)' && rm -f '$(STATE)'/profile-*
 	@cp '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh'
+	@$(DC).envfile '$(BUILD_DIR)'
 	@touch '$@'
 endif
 

@@ -82,8 +82,10 @@ def _line_numbers(text: str) -> dict[str, int]:
     return out
 
 
-def load(app: Path, cache: Path | None, wanted: str | None = None) -> Service | None:
-    """The Python service of ``app/dotcloud.yml``, or None when there is no such file."""
+def load(app: Path, cache: Path | None, wanted: str | None = None, quiet: bool = False) -> Service | None:
+    """The Python service of ``app/dotcloud.yml``, or None when there is no such file.
+
+    ``quiet``: no warnings (the file is read twice per build; the plan is the one that warns)."""
     path = app / "dotcloud.yml"
     if not path.is_file():
         return None
@@ -113,7 +115,7 @@ def load(app: Path, cache: Path | None, wanted: str | None = None) -> Service | 
                 "Each service needs a 'type:', e.g. 'type: python'.",
             )
         (python if settings["type"] in PYTHON_TYPES else others)[str(name)] = settings
-    for name, settings in others.items():
+    for name, settings in ({} if quiet else others).items():
         kind = str(settings["type"])
         if kind in DATA_SERVICES:
             what, word = DATA_SERVICES[kind]
@@ -145,13 +147,13 @@ def load(app: Path, cache: Path | None, wanted: str | None = None) -> Service | 
                 "Set the config var DOTCLOUD_SERVICE to the one this app runs.",
             )
     settings = python[name]
-    for key in settings:
+    for key in () if quiet else settings:
         if key not in SERVICE_KEYS:
             log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown key '{key}' in service '{name}' is ignored.")
     config = settings.get("config") or {}
     if not isinstance(config, dict):
         raise log.BuildError(f"dotcloud.yml:{lines.get('config', 1)}: 'config' must be a mapping")
-    for key in config:
+    for key in () if quiet else config:
         if key not in CONFIG_KEYS:
             log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown config key '{key}' is ignored.")
     approot = str(settings.get("approot") or ".").strip().strip("/") or "."

@@ -89,7 +89,7 @@ def _service_from_yml(app: Path, cache: Path | None) -> dict | None:
     """Before the plan: dotcloud.yml itself (the plan writes service.json later)."""
     from . import dotcloud  # PyYAML and friends: only when the pre phase has to read the file
 
-    service = dotcloud.load(app, cache)
+    service = dotcloud.load(app, cache, quiet=True)
     if service is None:
         return None
     env = os.environ.get("APPROOT", "").strip().strip("/")
