@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -64,6 +65,26 @@ def run_compile(app: Path, cache: Path, env_dir: Path | None = None, **env: str)
     args = [str(BP / "bin" / "compile"), str(app), str(cache)] + ([str(env_dir)] if env_dir else [])
     res = subprocess.run(args, cwd=app, env=build_env(**env), capture_output=True, text=True, timeout=900)
     return Build(res.returncode, res.stdout, res.stderr)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def session_pids(sid: int) -> list[int]:
+    """Live processes of a session (a test's web process and everything it started)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid and fields[0] != "Z":
+                pids.append(int(entry.name))
+    return pids
 
 
 def copy_fixture(name: str, dest: Path) -> Path:

@@ -21,7 +21,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tarfile
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, FIXTURES, Build, local_versions
+from conftest import BP, FIXTURES, Build, free_port, local_versions, session_pids
 
 pytestmark = pytest.mark.slow
 
@@ -45,25 +44,6 @@ USER = "nobody" if AS_ROOT else pwd.getpwuid(os.geteuid()).pw_name
 BUILDPACK = "00_buildpack-python-dotcloud"
 # The steps that do work; a warm build prints none of them.
 WORK = ("-----> Installing Python", "-----> Installing dotCloud requirements", "-----> Installing requirements")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
 
 
 def uid_of(pid: int) -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, Build, copy_fixture, local_versions, run_compile
+from conftest import BP, Build, copy_fixture, free_port, local_versions, run_compile, session_pids
 
 pytestmark = pytest.mark.slow
 
@@ -82,25 +82,6 @@ def slug(web_builder, place):
 
 
 # --- running ---------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def session_pids(sid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == sid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
 
 
 class Web:
