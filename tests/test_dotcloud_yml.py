@@ -99,3 +99,17 @@ def test_compile_with_syntax_error_fails_cleanly(tmp_path):
     assert build.returncode != 0
     assert " !     Error: dotcloud.yml:" in build.stderr
     assert "Traceback" not in build.output
+
+
+def test_home_dotcloud_mentions_are_listed_with_file_and_line(tmp_path):
+    app = copy_fixture("sample", tmp_path / "app")
+    (app / "dotcloud.yml").write_text("www:\n  type: python\n")
+    (app / "settings.py").write_text("import os\nMEDIA = '/home/dotcloud/data/media'\n")
+    (app / "supervisord.conf").write_text("[program:w]\ncommand=/home/dotcloud/env/bin/python w.py\n")
+    (app / "blob.bin").write_bytes(b"\0/home/dotcloud\0")
+    build = run_compile(app, tmp_path / "cache")
+    assert build.returncode == 0, build
+    assert "2 line(s) mention /home/dotcloud" in build.stderr
+    assert "settings.py:2: MEDIA = '/home/dotcloud/data/media'" in build.stderr
+    assert "supervisord.conf:2: command=/home/dotcloud/env/bin/python w.py" in build.stderr
+    assert "blob.bin" not in build.stderr

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from . import dotcloud, log, manifest, reqs, runtime
+from . import dotcloud, log, manifest, migrate, reqs, runtime
 
 
 def _requirements(app: Path, approot: str, service: dotcloud.Service | None, notes: list[str]) -> str | None:
@@ -53,6 +53,8 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> tuple[
     if service and service.requirements:
         found = user_reqs and next(iter(reqs.collect(app / user_reqs)[1:]), None)
         label = (f"{found.relative_to(app.resolve())} + " if found else "") + "dotcloud.yml requirements"
+    if service:
+        migrate.warn_about(app)
     settings = service.to_json(approot) if service else {"approot": approot}
     return {
         "PY_VERSION": str(version),
