@@ -108,9 +108,15 @@ $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
 $(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
 	@$(DC).cache why --kind userreqs $(STATE_ARGS)
 	@echo "-----> Installing requirements with pip ($(USER_REQS_LABEL))"
-	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(DC_LAYER),$$tmp); \
+	@# Start from the last environment on the same runtime and dcreqs, when there is one: only
+	@# what changed is installed, and what is no longer required is removed (--keep-from).
+	@tmp='$@.tmp.'$$$$; keep=(); base='$(DC_LAYER)'; \
+	prev=$$(ls -1td '$(LAYERS)'/userreqs-$(DC_KEY)-* 2>/dev/null | grep -v '[.]tmp[.]' | head -n 1 || true); \
+	if [[ -n "$$prev" ]]; then base="$$prev"; keep=(--keep-from '$(DC_LAYER)/python'); \
+	  echo "       Starting from the previous environment ($${prev##*-})"; fi; \
+	$(call copy_tree,$$base,$$tmp); \
 	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' --cache '$(CACHE)/pip' --wheelhouse '$(CACHE)/wheels' \
-	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS_LABEL)' || { rm -rf "$$tmp"; exit 1; }; \
+	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS_LABEL)' "$${keep[@]}" || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
 # The slug's copy of the environment, keyed like the layer it comes from.

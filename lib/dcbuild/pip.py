@@ -134,7 +134,7 @@ def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True) -
     assert proc.stdout is not None
     for line in proc.stdout:
         captured.append(line)
-        if show:
+        if show and not line.startswith("Requirement already satisfied"):
             sys.stdout.write(log.INDENT + line.rstrip("\n") + "\n")
             sys.stdout.flush()
     return proc.wait(), "".join(captured)
@@ -249,9 +249,47 @@ def record_wheels(root: Path, wheelhouse: Path) -> None:
     os.replace(tmp, out)
 
 
+def _installed(root: Path) -> set[str]:
+    infos = root.glob("lib/python3*/site-packages/*.dist-info")
+    return {_wheel_key(info.name[: -len(".dist-info")])[0] for info in infos}
+
+
+def _remove_extras(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path | None,
+                   root: Path, keep_from: Path, label: str) -> None:
+    """Uninstall what the previous environment had and this one no longer needs.
+
+    What is needed: the resolution of the requirements (pip's report, ignoring what is
+    installed; offline when the wheel cache serves them) plus everything of the dcreqs layer.
+    """
+    report = root.parent / f"report.json.tmp.{os.getpid()}"
+    cmd = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "-r", requirement]
+    if wheelhouse is not None:
+        cmd += ["--no-index", "--find-links", str(wheelhouse)]
+    try:
+        status, output = _stream(cmd, cwd, env, show=False)
+        if status != 0:
+            raise _fail(output, requirement, cwd, label)
+        items = json.loads(report.read_text()).get("install", [])
+    finally:
+        report.unlink(missing_ok=True)
+    keep = {_normal(i["metadata"]["name"]) for i in items} | _installed(keep_from) | {"pip", "setuptools", "wheel"}
+    extras = sorted(_installed(root) - keep)
+    if not extras:
+        return
+    log.detail(f"Removing packages no longer required: {', '.join(extras)}")
+    status, output = _stream([*pip, "uninstall", "--yes", "--quiet", *extras], cwd, env, show=False)
+    if status != 0:
+        sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
+        raise log.BuildError("pip could not remove packages that are no longer required", ", ".join(extras))
+
+
 def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str,
-            wheelhouse: Path | None = None) -> None:
+            wheelhouse: Path | None = None, keep_from: Path | None = None) -> None:
     """``pip install -r requirement`` into the runtime at ``root``; output indented.
+
+    ``keep_from``: ``root`` started as a copy of the previous environment (so only what changed
+    is installed); afterwards, packages that neither the requirements nor the dcreqs layer at
+    ``keep_from`` need are removed, as if the environment had been built from scratch.
 
     With a wheelhouse (a directory of wheels kept in the cache), packages that are already
     there are neither downloaded nor built again: first an offline install from it is tried;
@@ -274,6 +312,8 @@ def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir
             raise _fail(output, requirement, cwd, label)
     else:
         _via_wheelhouse(pip, requirement, cwd, env, via, label)
+    if keep_from is not None:
+        _remove_extras(pip, requirement, cwd, env, via, root, keep_from, label)
     if wheelhouse is not None and wheelhouse.is_dir():
         record_wheels(root, wheelhouse)
     relocate.make_scripts_relocatable(root)
@@ -289,9 +329,12 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--env-dir", type=Path, default=None)
     parser.add_argument("--label", default=None, help="how the log names the file")
     parser.add_argument("--wheelhouse", type=Path, default=None, help="a directory of wheels kept between builds")
+    parser.add_argument("--keep-from", type=Path, default=None,
+                        help="ROOT is a copy of the previous environment: remove what neither the requirements"
+                             " nor this (dcreqs) runtime tree need")
     args = parser.parse_args(argv)
     install(args.root, args.requirement, args.cwd, args.cache, args.env_dir, args.label or args.requirement,
-            args.wheelhouse)
+            args.wheelhouse, args.keep_from)
     return 0
 
 
