@@ -6,9 +6,11 @@ under the base temp directory's parent, which all pytest-xdist workers share.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -85,6 +87,16 @@ def session_pids(sid: int) -> list[int]:
             if int(fields[3]) == sid and fields[0] != "Z":
                 pids.append(int(entry.name))
     return pids
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    """SIGKILL everything a test's process started (its session), then the process itself."""
+    for pid in session_pids(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
 
 
 def copy_fixture(name: str, dest: Path) -> Path:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, FIXTURES, Build, free_port, local_versions, session_pids
+from conftest import BP, FIXTURES, Build, free_port, kill_session, local_versions
 
 pytestmark = pytest.mark.slow
 
@@ -88,12 +88,7 @@ class Web:
             self.kill()
 
     def kill(self) -> None:
-        for pid in session_pids(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        kill_session(self.proc)
 
 
 class Platform:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, Build, copy_fixture, free_port, local_versions, run_compile, session_pids
+from conftest import BP, Build, copy_fixture, free_port, kill_session, local_versions, run_compile, session_pids
 
 pytestmark = pytest.mark.slow
 
@@ -185,12 +185,7 @@ class Web:
         return [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode() for pid in pids]
 
     def kill(self) -> None:
-        for pid in session_pids(self.proc.pid):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        kill_session(self.proc)
         if self.thread is not None:
             self.thread.join(5)
 
