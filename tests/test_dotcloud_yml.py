@@ -113,3 +113,14 @@ def test_home_dotcloud_mentions_are_listed_with_file_and_line(tmp_path):
     assert "settings.py:2: MEDIA = '/home/dotcloud/data/media'" in build.stderr
     assert "supervisord.conf:2: command=/home/dotcloud/env/bin/python w.py" in build.stderr
     assert "blob.bin" not in build.stderr
+
+
+def test_keys_that_cannot_be_applied_say_what_to_do(tmp_path, capsys):
+    app = app_with(tmp_path, "www:\n  type: python\n  systempackages:\n    - libxml2-dev\n  instances: 2\n"
+                             "  config:\n    enable_newrelic: true\n")
+    dotcloud.load(app, tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert "dotcloud.yml:3: 'systempackages' is not applied here: install system packages" in err
+    assert "dotcloud.yml:5: 'instances' is not applied here: scale with the platform" in err
+    assert "dotcloud.yml:7: config 'enable_newrelic' is not applied here" in err
+    assert "unknown" not in err

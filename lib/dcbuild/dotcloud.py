@@ -37,6 +37,15 @@ CONFIG_KEYS = {
     "python_version", "uwsgi_processes", "uwsgi_buffer_size", "uwsgi_harakiri", "uwsgi_enable_threads",
     "uwsgi_single_interpreter", "uwsgi_memory_report", "enable_newrelic", "static",
 }
+# Keys dotCloud honoured that a buildpack cannot: what to do instead.
+NOT_APPLIED = {
+    "systempackages": "install system packages with the platform's apt buildpack (an Aptfile) before this one.",
+    "instances": "scale with the platform (e.g. `heroku ps:scale web=2`, `dokku ps:scale`).",
+}
+NOT_APPLIED_CONFIG = {
+    "enable_newrelic": "add New Relic's agent (newrelic) to requirements.txt and its config vars instead.",
+    "static": "serve extra static paths with a location in the app's nginx.conf.",
+}
 _SAFE_PATH = re.compile(r"[A-Za-z0-9._/@+-]+")
 
 
@@ -150,11 +159,17 @@ def load(app: Path, cache: Path | None, wanted: str | None = None, quiet: bool =
     for key in () if quiet else settings:
         if key not in SERVICE_KEYS:
             log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown key '{key}' in service '{name}' is ignored.")
+    for key, advice in NOT_APPLIED.items():
+        if not quiet and key in settings:
+            log.warn(f"dotcloud.yml:{lines.get(key, 1)}: '{key}' is not applied here: {advice}")
     config = settings.get("config") or {}
     if not isinstance(config, dict):
         raise log.BuildError(f"dotcloud.yml:{lines.get('config', 1)}: 'config' must be a mapping")
     for key in () if quiet else config:
-        if key not in CONFIG_KEYS:
+        if key in NOT_APPLIED_CONFIG:
+            log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: config '{key}' is not applied here:"
+                     f" {NOT_APPLIED_CONFIG[key]}")
+        elif key not in CONFIG_KEYS:
             log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown config key '{key}' is ignored.")
     approot = str(settings.get("approot") or ".").strip().strip("/") or "."
     requirements = settings.get("requirements") or []
