@@ -37,14 +37,6 @@ def detail(message: str) -> None:
     _emit(sys.stdout, [INDENT + line for line in message.splitlines() or [""]])
 
 
-def indent_stream(stream, out=None) -> None:
-    """Copy a text stream to ``out`` (stdout), each line indented by seven spaces."""
-    out = out or sys.stdout
-    for line in stream:
-        out.write(INDENT + line.rstrip("\n") + "\n")
-        out.flush()
-
-
 def warn(summary: str, *details: str) -> None:
     lines = [f"{BANG}Warning: {summary}"]
     lines += [BANG + d for d in details]

@@ -121,12 +121,16 @@ def resolve(app: Path, store: Store, platform: str, fallback: Request | None = N
         )
     if known:
         target = known[0]
-        if store.valid(target, platform, rows) or os.environ.get("PYTHON_MIRROR") or reachable(rows[target].url):
+        # An archive in the cache is enough to choose it: fetch() verifies its sha256 before use
+        # (hashing ~30 MB here would cost every warm build).
+        if store.path(target, platform).is_file() or os.environ.get("PYTHON_MIRROR") or reachable(rows[target].url):
             return target, req.origin
-    return _offline_choice(req, store, platform, known[0] if known else None)
+    upstream = rows[known[0]].url.split("/")[2] if known else "upstream"
+    return _offline_choice(req, store, platform, known[0] if known else None, upstream)
 
 
-def _offline_choice(req: Request, store: Store, platform: str, wanted: Version | None) -> tuple[Version, str]:
+def _offline_choice(req: Request, store: Store, platform: str, wanted: Version | None,
+                    upstream: str) -> tuple[Version, str]:
     """No route to upstream and no mirror: the newest cached or local interpreter that fits."""
     pool = {v: "cache" for v in store.cached_versions(platform)}
     for lp in _local_pythons():
@@ -138,7 +142,7 @@ def _offline_choice(req: Request, store: Store, platform: str, wanted: Version |
     if not fits:
         raise log.BuildError(
             f"No Python {req} runtime is available",
-            f"Upstream ({wanted and manifest.rows_for(platform)[wanted].url.split('/')[2]}) is unreachable,"
+            f"Upstream ({upstream}) is unreachable,"
             " PYTHON_MIRROR is not set, and no cached or local interpreter fits.",
             "Set PYTHON_MIRROR to a directory or URL holding the manifest's archives, or install a"
             f" CPython {req} locally (pyenv, or name it in DC_LOCAL_PYTHONS).",
