@@ -465,8 +465,12 @@ def test_python_worker_exits_non_zero_when_none_of_its_processes_can_run(slug, w
     app = slug("dotcloud_worker", failing)
     w = web(app)
     assert w.exit_status(timeout=60) == 1, w.output
-    assert "dcweb | one could not be started (FATAL); the other programs keep running" in w.output
-    assert "dcweb | two could not be started (FATAL) and neither could the others (one, two): stopping" in w.output
+    # Both fail at once: supervisord decides which one it reports FATAL first.
+    one_first = "dcweb | one could not be started (FATAL); the other" in w.output
+    first, last = ("one", "two") if one_first else ("two", "one")
+    assert f"dcweb | {first} could not be started (FATAL); the other programs keep running" in w.output
+    assert f"dcweb | {last} could not be started (FATAL) and neither could the others (one, two): stopping" \
+        in w.output
     assert "dcweb | exiting with status 1: one, two could not be started" in w.output
     assert w.leftovers() == []
 
