@@ -25,7 +25,7 @@ import test_web_serve as serve
 
 from conftest import BP
 from dcbuild import tools
-from dcruntime import appconf, dotcloud, events, postinstall, programs, uwsgiconf
+from dcruntime import appconf, concurrency, dotcloud, events, postinstall, programs, uwsgiconf
 
 # The web-serving fixtures of test_web_serve (pytest finds fixtures by name in the module).
 place, web_builder, slug, web = serve.place, serve.web_builder, serve.slug, serve.web
@@ -123,12 +123,17 @@ def test_uwsgi_options_precedence():
               "uwsgi_enable_threads": True, "uwsgi_single_interpreter": "false", "uwsgi_memory_report": "yes"}
     assert uwsgiconf.options(config, {}) == {
         "harakiri": "30", "enable-threads": "true", "memory-report": "true", "processes": "2", "buffer-size": "16384"}
-    assert uwsgiconf.options({}, {}) == {"processes": "4", "buffer-size": "8192"}
+    # The default count is the container's (tests/test_web_concurrency.py); uWSGI's request log is
+    # off unless memory-report (whose line is part of it) is on.
+    cores = str(concurrency.limits({}).workers())
+    assert uwsgiconf.options({}, {}) == {
+        "harakiri": "60", "processes": cores, "disable-logging": "true", "buffer-size": "8192"}
     # WEB_CONCURRENCY beats dotcloud.yml; UWSGI_<OPTION> beats both (left out of the ini file).
     assert uwsgiconf.options(config, {"WEB_CONCURRENCY": "3"})["processes"] == "3"
     out = uwsgiconf.options(config, {"WEB_CONCURRENCY": "3", "UWSGI_PROCESSES": "5", "UWSGI_HARAKIRI": "9"})
     assert "processes" not in out and "harakiri" not in out
-    assert uwsgiconf.options({"uwsgi_harakiri": 0}, {}) == {"processes": "4", "buffer-size": "8192"}
+    assert uwsgiconf.options({"uwsgi_harakiri": 0}, {"UWSGI_DISABLE_LOGGING": "false"}) == {
+        "processes": cores, "buffer-size": "8192"}
     assert uwsgiconf.ini_text({"processes": "2"}).splitlines()[1:] == ["[uwsgi]", "processes = 2"]
     assert uwsgiconf.conflicts({"UWSGI_HARAKIRI": "9", "UWSGI_PYTHONPATH": "lib"}) == []
     assert uwsgiconf.conflicts({"UWSGI_MODULE": "app:app"}) == [

@@ -45,7 +45,8 @@ def test_render_allow_list_extends_with_dc_template_vars():
 
 
 def test_buildpack_template_renders_and_keeps_nginx_variables():
-    env = {"PORT": "5000", "HOME": "/app", "TMPDIR": "/tmp", "DC_RUN_DIR": "/tmp/dcweb.x", "NGINX_WORKERS": "2"}
+    env = {"PORT": "5000", "HOME": "/app", "TMPDIR": "/tmp", "DC_RUN_DIR": "/tmp/dcweb.x", "NGINX_WORKERS": "2",
+           "DC_CLIENT_MAX_BODY_SIZE": "1m", "DC_UWSGI_READ_TIMEOUT": "59500ms"}
     text = (BP / "config" / "nginx.conf.template").read_text()
     out = render.render(text, env, render.allowed_names(env))
     assert "${" not in out.replace("${NAME}", "")

@@ -5,7 +5,10 @@ Only the braced form ``${NAME}`` of an allowed name is replaced; everything else
 allowed name that is unset is an error naming the variable and the template line, never an
 empty string.
 
-    python3 -m dcruntime.render TEMPLATE OUTPUT
+    python3 -m dcruntime.render [--sample] TEMPLATE OUTPUT
+
+``--sample`` first fills in what the web process would set (``sample_environ``); ``make lint``
+uses it to check config/nginx.conf.template with ``nginx -t``.
 
 The allow-list is ``DEFAULT_NAMES`` plus any names listed (space or comma separated) in
 ``DC_TEMPLATE_VARS``, for apps that ship their own template with their own variables.
@@ -19,7 +22,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-DEFAULT_NAMES = ("PORT", "HOME", "TMPDIR", "DC_RUN_DIR", "NGINX_WORKERS")
+DEFAULT_NAMES = ("PORT", "HOME", "TMPDIR", "DC_RUN_DIR", "NGINX_WORKERS",
+                 "DC_CLIENT_MAX_BODY_SIZE", "DC_UWSGI_READ_TIMEOUT")  # the last two: dcruntime.limits
 _BRACED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -65,12 +69,32 @@ def render_file(template: Path, output: Path, environ: Mapping[str, str]) -> Non
     tmp.replace(output)
 
 
+def sample_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """environ plus the values the web process would give every default name it lacks.
+
+    For ``make lint``, which checks the rendered template with ``nginx -t``: the caller sets
+    HOME and DC_RUN_DIR; the rest is what dcruntime.web computes with no config vars set.
+    """
+    from . import limits, uwsgiconf  # only here: the runtime's render stays a small import
+
+    env = dict(environ)
+    env.setdefault("PORT", "5000")
+    env.setdefault("NGINX_WORKERS", "2")
+    env.setdefault("TMPDIR", "/tmp")
+    for name, value in limits.template_vars(uwsgiconf.options({}, env), env).items():
+        env.setdefault(name, value)
+    return env
+
+
 def main(argv: list[str]) -> int:
+    sample = argv[:1] == ["--sample"]
+    if sample:
+        argv = argv[1:]
     if len(argv) != 2:
-        print("usage: python3 -m dcruntime.render TEMPLATE OUTPUT", file=sys.stderr)
+        print("usage: python3 -m dcruntime.render [--sample] TEMPLATE OUTPUT", file=sys.stderr)
         return 2
     try:
-        render_file(Path(argv[0]), Path(argv[1]), os.environ)
+        render_file(Path(argv[0]), Path(argv[1]), sample_environ(os.environ) if sample else os.environ)
     except RenderError as exc:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)

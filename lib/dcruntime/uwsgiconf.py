@@ -7,6 +7,12 @@ environment. So an option the environment sets is left out of the file, and the 
 
     UWSGI_<OPTION>  >  WEB_CONCURRENCY (processes only)  >  dotcloud.yml config  >  default
 
+The default process count comes from the container's CPUs and memory limit
+(``dcruntime.concurrency``); ``processes_note`` says at start which one is used and why.
+uWSGI's per-request log is off (``disable-logging``): nginx logs every request already, and a
+second line per request through supervisord costs throughput. ``UWSGI_DISABLE_LOGGING=false``
+turns it back on; dotcloud.yml's ``uwsgi_memory_report`` does too (its line is part of it).
+
 The platform's config vars win over dotcloud.yml, as they do for ``environment:``. The options
 uwsgi_start fixes (socket, app, working directory, logging) are not tunable: a ``UWSGI_*``
 variable for one of them gets a warning at start (``conflicts``).
@@ -16,10 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from . import concurrency
 from .dotcloud import BootError
 
-DEFAULT_PROCESSES = 4  # dotCloud's default
 DEFAULT_BUFFER_SIZE = 8192  # dotCloud's was 4096; 8192 (what most apps set) takes larger cookies
+# A request still running after this many seconds has its worker killed and replaced; nginx
+# answers 504 half a second before (dcruntime.limits). dotCloud's gateway gave up at 60 s.
+# 0 (dotcloud.yml uwsgi_harakiri: 0, or UWSGI_HARAKIRI=0) turns it off.
+DEFAULT_HARAKIRI = 60
 MAX_BUFFER_SIZE = 65535  # the uwsgi protocol's packet size is 16 bits
 
 # dotcloud.yml config key -> (uWSGI option, kind)
@@ -71,8 +81,10 @@ def _flag(value: object, origin: str) -> bool:
 def options(config: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, str]:
     """The ini file's options, validated; BootError names the setting at fault."""
     values: dict[str, str] = {}
-    processes: tuple[object, str] = (DEFAULT_PROCESSES, "")
+    processes: tuple[object, str] = (0, "")  # 0: the default (dcruntime.concurrency)
     buffer_size: tuple[object, str] = (DEFAULT_BUFFER_SIZE, "")
+    if config.get("uwsgi_harakiri") is None:
+        values["harakiri"] = str(DEFAULT_HARAKIRI)
     for key, (option, kind) in SETTINGS.items():
         if config.get(key) is None:
             continue
@@ -90,9 +102,29 @@ def options(config: Mapping[str, object], environ: Mapping[str, str]) -> dict[st
             values[option] = "true"
     if environ.get("WEB_CONCURRENCY", "").strip():
         processes = (environ["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+    if processes[1] == "":
+        processes = (concurrency.limits(environ).workers(), "")
     values["processes"] = str(_number(processes[0], processes[1] or "processes", 1))
+    # One line per request from nginx is enough: uWSGI's own request log is off unless asked for
+    # (UWSGI_DISABLE_LOGGING=false), or unless dotcloud.yml's uwsgi_memory_report wants its
+    # per-request memory line (printed with the request log).
+    if "memory-report" not in values:
+        values["disable-logging"] = "true"
     values["buffer-size"] = str(_number(buffer_size[0], buffer_size[1] or "buffer-size", 1, MAX_BUFFER_SIZE))
     return {k: v for k, v in values.items() if env_name(k) not in environ}
+
+
+def processes_note(config: Mapping[str, object], environ: Mapping[str, str], values: Mapping[str, str]) -> str:
+    """Which uWSGI process count runs, and where it comes from (one line for the web log)."""
+    if environ.get("UWSGI_PROCESSES", "").strip():
+        return f"uWSGI processes: {environ['UWSGI_PROCESSES'].strip()} (UWSGI_PROCESSES)"
+    count = values.get("processes", "?")
+    if environ.get("WEB_CONCURRENCY", "").strip():
+        return f"uWSGI processes: {count} (WEB_CONCURRENCY={count})"
+    if config.get("uwsgi_processes") is not None:
+        return f"uWSGI processes: {count} (dotcloud.yml config.uwsgi_processes)"
+    found = concurrency.limits(environ)
+    return f"uWSGI processes: {count} (WEB_CONCURRENCY={count} by default: {found.describe()})"
 
 
 def ini_text(values: Mapping[str, str]) -> str:

@@ -19,7 +19,11 @@
    (``stdout_logfile``); this process reads them all and writes every complete line to its own
    stdout, prefixed with the program's name (``nginx | ...``). supervisord itself cannot do
    that: it would open ``/dev/stdout``, which fails (ENXIO) when stdout is a socket, and has no
-   per-line prefix; its event mechanism (PROCESS_LOG) has both but drops lines under load;
+   per-line prefix; its event mechanism (PROCESS_LOG) has both but drops lines under load.
+   nginx's access log skips supervisord: nginx writes it, buffered (4 KiB, at least every
+   second), straight into one more FIFO, ``$DC_RUN_DIR/nginx-access.log``, also shown as
+   ``nginx | ...``. Each read is prefixed line by line with a few bytes operations, not a
+   Python loop per line, so the log costs little CPU at thousands of requests per second;
 5. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last
    (``dcruntime.programs``): the ``processes:`` programs, log settings for the app's programs,
    ``user=root`` when run as root, and for a ``python-worker`` service nginx and uWSGI left out;
@@ -34,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import grp
 import os
 import pwd
@@ -48,14 +53,18 @@ import threading
 import time
 from pathlib import Path
 
-from . import appconf, dotcloud, postinstall, programs, uwsgiconf
+from . import appconf, dotcloud, limits, postinstall, programs, uwsgiconf
 from .dotcloud import BootError, app_environ
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 CORE_LOGS = ("nginx", "uwsgi", "dcweb")
 SOCKET_NAME = "uwsgi.sock"
+ACCESS_LOG = "nginx-access.log"  # a FIFO: config/nginx.conf.template's access_log, buffered
 MAX_SOCKET_PATH = 107  # sizeof(sun_path) - 1 on Linux
 MAX_LINE = 64 * 1024
+PIPE_SIZE = 1024 * 1024  # the FIFOs' buffer; /proc/sys/fs/pipe-max-size's default
+F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python 3.10+ names it
+READ_SIZE = 256 * 1024
 LIB_DIR = dotcloud.LIB_DIR
 
 
@@ -142,20 +151,27 @@ def write_all(fd: int, data: bytes) -> bool:
 class LogHub:
     """Program output from FIFOs, line by line with the program's name, plus supervisord's own."""
 
-    def __init__(self, log_dir: Path, names: list[str], out_fd: int = 1) -> None:
+    def __init__(self, log_dir: Path, names: list[str], out_fd: int = 1, extra: dict[Path, str] | None = None) -> None:
+        """A FIFO log_dir/NAME for each name, and one at each path of ``extra`` (path -> name)."""
         log_dir.mkdir(mode=0o700)
         self.out_fd = out_fd
         self.out_ok = True
         self.prefix: dict[int, bytes] = {}
+        self.newline: dict[int, bytes] = {}
         self.partial: dict[int, bytes] = {}
         self.keep_open: list[int] = []
-        for name in dict.fromkeys(names):
-            path = log_dir / name
+        fifos = {log_dir / name: name for name in dict.fromkeys(names)} | (extra or {})
+        for path, name in fifos.items():
             os.mkfifo(path, 0o600)
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            # A bigger pipe than the default 64 KiB: a burst of log lines does not stall a writer
+            # (an nginx worker) while this process is busy. The system's limit may refuse it.
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
             # Our own writer: no EOF between the program's restarts.
             self.keep_open.append(os.open(path, os.O_WRONLY))
             self.prefix[fd] = f"{name} | ".encode()
+            self.newline[fd] = b"\n" + self.prefix[fd]
             self.partial[fd] = b""
 
     def write(self, data: bytes) -> None:
@@ -163,19 +179,25 @@ class LogHub:
             self.out_ok = write_all(self.out_fd, data)
 
     def lines(self, fd: int, data: bytes, final: bool = False) -> None:
-        data = self.partial[fd] + data
-        *complete, rest = data.split(b"\n")
-        if (final and rest) or len(rest) > MAX_LINE:
-            complete.append(rest)
-            rest = b""
+        """Write data's complete lines with the prefix, keep the rest for the next read.
+
+        A few C-level byte operations per read, whatever the number of lines in it (a read of
+        a buffered access log holds dozens): no Python work per line.
+        """
+        if self.partial[fd]:
+            data = self.partial[fd] + data
+        end = data.rfind(b"\n") + 1
+        rest = data[end:]
+        if rest and (final or len(rest) > MAX_LINE):
+            data, end, rest = data + b"\n", len(data) + 1, b""
         self.partial[fd] = rest
-        prefix = self.prefix[fd]
-        self.write(b"".join(prefix + line + b"\n" for line in complete))
+        if end:
+            self.write(self.prefix[fd] + data[: end - 1].replace(b"\n", self.newline[fd]) + b"\n")
 
     def drain(self, fd: int, final: bool = False) -> None:
         while True:
             try:
-                data = os.read(fd, 65536)
+                data = os.read(fd, READ_SIZE)
             except BlockingIOError:
                 data = b""
             self.lines(fd, data, final=final and not data)
@@ -192,7 +214,7 @@ class LogHub:
                 if fd != main_fd:
                     self.drain(fd)
                     continue
-                data = os.read(main_fd, 65536)
+                data = os.read(main_fd, READ_SIZE)
                 if not data:
                     for fifo in self.prefix:
                         self.drain(fifo, final=True)
@@ -262,10 +284,19 @@ def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None]:
     env = dotcloud.environment(service, app_environ(), home)
     config = service.get("config") if isinstance(service.get("config"), dict) else {}
     ini = None
+    edge: dict[str, str] = {}
     if not dotcloud.is_worker(service):
-        ini = uwsgiconf.ini_text(uwsgiconf.options(config, env))
+        values = uwsgiconf.options(config, env)
+        ini = uwsgiconf.ini_text(values)
+        edge = limits.template_vars(values, env)  # nginx's body size and timeout (after environment.json)
         for warning in uwsgiconf.conflicts(env):
             say(f"warning: {warning}")
+        say(uwsgiconf.processes_note(config, env, values))
+        # The app's own programs see the count too, as on Heroku (not written to environment.json:
+        # it is not a config var).
+        count = env.get("UWSGI_PROCESSES", "").strip() or values.get("processes")
+        if count and not env.get("WEB_CONCURRENCY", "").strip():
+            edge["WEB_CONCURRENCY"] = count
     hook = postinstall.command(service, home)
     limit = postinstall.timeout(env) if hook else 0.0
     for problem in (dotcloud.write_env_files(home, env), dotcloud.link_env(home)):
@@ -278,6 +309,7 @@ def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None]:
         )
         if stopped is not None:
             raise Stopped(stopped)
+    env.update(edge)
     return env, ini
 
 
@@ -334,7 +366,7 @@ def run() -> int:
             (run_dir / "uwsgi.ini").write_text(ini, encoding="utf-8")
         log_dir = run_dir / "log"
         names = [*CORE_LOGS, *(name for name, _ in found if programs.SAFE_NAME.match(name)), *commands]
-        hub = LogHub(log_dir, names)
+        hub = LogHub(log_dir, names, extra={} if worker else {run_dir / ACCESS_LOG: "nginx"})
         text = programs.overlay(found, log_dir, root=os.geteuid() == 0, note=note, worker=worker)
         text += programs.process_sections(commands, home, run_dir, log_dir)
         (run_dir / "supervisord-overlay.conf").write_text(text, encoding="utf-8")
