@@ -134,8 +134,12 @@ def bound_prefix(root: Path) -> str:
 
 
 def bind(root: Path) -> None:
-    """Point the tree's build configuration at its real location (idempotent)."""
-    root = _check_root(Path(os.path.realpath(root)))
+    """Point the tree's build configuration at its location (idempotent).
+
+    The path as given when it is safe to write there (bin/compile reaches a BUILD_DIR or
+    CACHE_DIR with spaces through a directory of links), else its real path."""
+    given = os.path.abspath(root)
+    root = _check_root(Path(given if not _UNSAFE.search(given) else os.path.realpath(root)))
     target = str(root)
     if _UNSAFE.search(target):
         raise log.BuildError(

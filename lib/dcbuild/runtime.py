@@ -111,13 +111,14 @@ def resolve(app: Path, store: Store, platform: str, fallback: Request | None = N
             return exact, req.origin
         if any(lp.version == exact for lp in _local_pythons()):
             return exact, req.origin
-        newest = known[0] if known else None
+        newest = max((v for v in rows if v.line == req.line), default=None)
+        prefix = "python-" if req.origin.startswith("runtime.txt") else ""
         raise log.BuildError(
             f"{req.origin}: Python {exact} is not a known release",
             f"No runtime archive for {exact} on {platform} is listed in {manifest.manifest_path()},"
             " and no local interpreter has that version.",
-            f"Use 'python-{newest}' (the newest {req.line[0]}.{req.line[1]} release), or just"
-            f" 'python-{req.line[0]}.{req.line[1]}'." if newest else f"Supported lines: {versions.supported_text()}.",
+            f"Use '{prefix}{newest}' (the newest {req.line[0]}.{req.line[1]} release), or just"
+            f" '{prefix}{req.line[0]}.{req.line[1]}'." if newest else f"Supported lines: {versions.supported_text()}.",
         )
     if known:
         target = known[0]

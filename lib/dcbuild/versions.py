@@ -79,37 +79,69 @@ def _check(line: tuple[int, int], micro: int | None, origin: str, raw: str, fix:
     return Request(line, micro, origin)
 
 
-def _lines(path: Path) -> list[tuple[int, str]]:
+def _decode(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise log.BuildError(f"Cannot read {path.name}", str(exc)) from None
+    # Windows editors and PowerShell's `echo ... > file` write UTF-16 with a byte order mark:
+    # unambiguous, so read it rather than fail.
+    encoding = "utf-16" if data.startswith((b"\xff\xfe", b"\xfe\xff")) else "utf-8-sig"
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode(encoding)
     except UnicodeDecodeError:
+        example = "'python-3.14'" if path.name == "runtime.txt" else "'3.14'"
         raise log.BuildError(
-            f"{path.name} is not UTF-8 text", "Write it as plain text, e.g. 'python-3.14'."
+            f"{path.name} is not UTF-8 text",
+            f"Write it as plain text holding one version, such as {example}.",
         ) from None
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    """Non-empty lines with their numbers: BOM, CRLF, surrounding spaces and tabs, blank lines
+    (and in ``.python-version``, ``#`` comments) do not count."""
     out = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(_decode(path).splitlines(), 1):
         line = line.split("#", 1)[0].strip() if path.name == ".python-version" else line.strip()
         if line:
             out.append((number, line))
     return out
 
 
+def _empty(path: Path) -> None:
+    """A file with no version in it is treated as absent, but never silently."""
+    what = "only comments and blank lines" if path.stat().st_size else "nothing"
+    example = "'python-3.14'" if path.name == "runtime.txt" else "'3.14'"
+    log.warn(
+        f"{path.name} holds {what}; ignoring it",
+        f"Write a version in it (such as {example}) or delete it.",
+    )
+
+
 def parse_runtime_txt(path: Path) -> Request | None:
-    """``python-X.Y.Z`` or ``python-X.Y`` on the first non-empty line; empty file: no request."""
+    """``python-X.Y.Z`` or ``python-X.Y`` on the first non-empty line; an empty file (or one of
+    blank lines) is no request, with a warning naming it."""
     lines = _lines(path)
     if not lines:
+        _empty(path)
         return None
     number, text = lines[0]
     origin = f"runtime.txt:{number}"
     m = re.fullmatch(r"python-" + _VERSION_RE.pattern, text)
     if not m:
+        found = _VERSION_RE.search(text)
+        bare = _VERSION_RE.fullmatch(text)
+        if bare:
+            # An end-of-life line gets that error first, not a fix that would fail next time.
+            _check((int(bare.group(1)), int(bare.group(2))), None, origin, text, "'python-{v}'")
+            fix = f"runtime.txt needs the 'python-' prefix (.python-version is the file without it): 'python-{text}'."
+        elif found:
+            fix = f"Did you mean 'python-{found.group(0)}'? Change runtime.txt to that."
+        else:
+            fix = "runtime.txt holds one line such as 'python-3.14' or 'python-3.14.1'."
         raise log.BuildError(
             f"{origin}: {text!r} is not a Python version",
-            "runtime.txt holds one line such as 'python-3.14' or 'python-3.14.1'.",
+            fix,
             f"Supported lines: {supported_text()}.",
         )
     if len(lines) > 1:
@@ -126,10 +158,12 @@ def parse_runtime_txt(path: Path) -> Request | None:
 def parse_python_version(path: Path) -> Request | None:
     """pyenv's ``.python-version``: ``X.Y`` or ``X.Y.Z``; comments and blank lines allowed.
 
-    pyenv allows several lines (fallbacks); the first one is the version that is used.
+    pyenv allows several lines (fallbacks); the first one is the version that is used, with a
+    warning that the others are not installed.
     """
     lines = _lines(path)
     if not lines:
+        _empty(path)
         return None
     number, text = lines[0]
     origin = f".python-version:{number}"
@@ -142,7 +176,15 @@ def parse_python_version(path: Path) -> Request | None:
             f"Supported lines: {supported_text()}.",
         )
     major, minor, micro = m.groups()
-    return _check((int(major), int(minor)), None if micro is None else int(micro), origin, text, "'{v}'")
+    req = _check((int(major), int(minor)), None if micro is None else int(micro), origin, text, "'{v}'")
+    if len(lines) > 1:
+        others = ", ".join(f"{t!r} (line {n})" for n, t in lines[1:])
+        log.warn(
+            f"{origin}: using {text!r}, the first version in .python-version",
+            f"pyenv's fallback versions on later lines are not installed: {others}.",
+            "Keep one version in .python-version to silence this warning.",
+        )
+    return req
 
 
 def requested(app: Path, fallback: Request | None = None) -> Request:
