@@ -10,7 +10,7 @@
 # the app in HOOKS_DIR and BUILD_DIR empty, so that this invocation computes no plan.
 #
 # `hooks` comes last in compile. Its stamp is named after the state the steps would run on
-# (`dcbuild.hooks key`: the app's files by content, the config vars, USER_KEY, hooks.py), and
+# (`dcbuild.hooks key`: the app's files by content, the config vars, hooks.py; then USER_KEY), and
 # the steps record the state they leave; an app with none of the hooks gets `hooks-none`. So a
 # build in a fresh directory (every build on a platform) runs them all, while after a warm build
 # `make -q compile` has nothing to do and a changed app file or config var runs them again.
@@ -23,17 +23,16 @@ pre-compile:
 	@$(DC).hooks pre '$(HOOKS_DIR)' --env-dir '$(ENV_DIR)' --cache-dir '$(CACHE_DIR)'
 
 ifneq ($(BUILD_DIR),)
-HOOKS_KEY := $(shell $(DC).hooks key '$(BUILD_DIR)' --env-dir '$(ENV_DIR)' --python-key '$(USER_KEY)' || echo FAILED)
-ifeq ($(HOOKS_KEY),FAILED)
-$(error Build stopped)
-endif
+# HOOKS_TREE (`dcbuild.hooks key`, written by the build's prepare step with the plan) is `none`
+# or the app's state; the stamp adds the Python environment's key (dcbuild.hooks.stamp_name).
+HOOKS_KEY := $(if $(filter none,$(HOOKS_TREE)),none,$(HOOKS_TREE)-$(USER_KEY))
 ifneq ($(HOOKS_KEY),none)
 ifneq ($(wildcard $(STATE)/hooks-$(HOOKS_KEY)),)
 $(info -----> Not running the app's build hooks again (the app and its config vars are unchanged since the last build))
 endif
 endif
 
-hooks: | $(STATE)/hooks-$(HOOKS_KEY)
-$(STATE)/hooks-$(HOOKS_KEY): | userreqs profile nginx configs approot
-	@$(DC).hooks post '$(BUILD_DIR)' --env-dir '$(ENV_DIR)' --cache-dir '$(CACHE_DIR)' --python-key '$(USER_KEY)'
+# Made by the Makefile's grouped target of the slug's steps (dcbuild/slug.py), after the others.
+HOOKS_STAMP := $(STATE)/hooks-$(HOOKS_KEY)
+hooks: | $(HOOKS_STAMP)
 endif

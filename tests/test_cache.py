@@ -31,10 +31,10 @@ PLATFORM = manifest.current_platform()
 WORK = ("-----> Installing Python", "-----> Installing dotCloud requirements", "-----> Installing requirements",
         "-----> Discarding")
 DCREQS = "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
-USERREQS = "-----> Installing requirements with pip (requirements.txt)"
+USERREQS = "-----> Installing requirements with uv (requirements.txt)"
 CACHED_DCREQS = "-----> Using cached dotCloud requirements (config/dcrequirements.txt unchanged)"
 CACHED_PACKAGES = "-----> Using cached packages (requirements.txt unchanged)"
-FROM_WHEELS = "       All packages came from the wheel cache"
+FROM_WHEELS = "       All packages came from the uv cache"
 WAITING = "-----> Waiting for another build that uses the same cache"
 
 
@@ -200,7 +200,7 @@ def test_requirement_pin_then_python_version(tmp_path, runtimes, pythons):
     assert work(changed) == ["-----> Discarding cached packages: requirements.txt changed", USERREQS], changed
     assert f"-----> Using cached Python {old} (runtime.txt:1)" in changed.stdout
     assert CACHED_DCREQS in changed.stdout
-    assert "       Not in the wheel cache: itsdangerous==2.1.2\n" in changed.stdout
+    assert "       Prepared 1 package in " in changed.stdout and "        + itsdangerous==2.1.2\n" in changed.stdout
     assert installed(app, "itsdangerous") == "2.1.2"
 
     # Invalidated: another Python discards both dependency layers, saying why.
@@ -233,7 +233,7 @@ def test_nested_requirement_file_then_stack(tmp_path, runtimes, pythons):
     changed = build(app, cache)
     assert work(changed) == ["-----> Discarding cached packages: requirements.txt changed", USERREQS], changed
     assert CACHED_DCREQS in changed.stdout
-    assert "       Not in the wheel cache: six==1.17.0\n" in changed.stdout
+    assert "       Prepared 1 package in " in changed.stdout and "        + six==1.17.0\n" in changed.stdout
     assert installed(app, "six") == "1.17.0"
 
     # Invalidated: the platform's stack; every wheel is already in the cache.
@@ -333,7 +333,7 @@ def test_kill_9_mid_pip_then_rebuild(tmp_path, runtimes, pythons, started):
     app = new_app(tmp_path / "app", version)
     proc, log = started.start("killed", app, cache)
     wait_for(proc, log, DCREQS)
-    wait_for(proc, log, "       Looking in links: ")  # pip is running
+    wait_for(proc, log, "       Resolved ")  # uv is running
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
     assert half_made(cache), log.read_text()  # the kill did leave something half-made
@@ -438,9 +438,9 @@ def test_pruning_keeps_the_last_n_used(tmp_path, runtimes, pythons):
     root = cache / "python-dotcloud"
     pins = {"a": "2.2.0", "b": "2.1.2", "c": "2.0.1"}
 
-    def deploy(tag: str, pin: str) -> Build:
+    def deploy(tag: str, pin: str) -> Build:  # pip's engine: its wheelhouse is pruned with the layers
         return build(new_app(tmp_path / tag, version, requirements=f"itsdangerous=={pin}\n"), cache,
-                     DC_CACHE_KEEP="2")
+                     DC_CACHE_KEEP="2", DC_INSTALLER="pip")
 
     def kept() -> list[str]:
         """The itsdangerous version of each kept userreqs layer, from the wheels it used."""
@@ -457,7 +457,7 @@ def test_pruning_keeps_the_last_n_used(tmp_path, runtimes, pythons):
     deploy("c1", pins["c"])
     assert kept() == ["2.0.1", "2.2.0"]  # b went, not a
     layers = sorted(p.name.split("-", 1)[0] for p in (root / "layers").iterdir())
-    assert layers == ["dcreqs", "runtime", "userreqs", "userreqs"]
+    assert layers == ["dcreqs", "dcruntime", "runtime", "userreqs", "userreqs"]  # dcruntime: its bytecode
     wheels = sorted(w.name.split("-")[0] for w in (root / "wheels").glob("*.whl"))
     assert wheels == ["itsdangerous", "itsdangerous", "pyuwsgi", "supervisor"]
     assert not (root / "wheels" / "itsdangerous-2.1.2-py3-none-any.whl").exists()

@@ -9,6 +9,7 @@ used by the last few builds, so the cache does not grow without bound.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -16,10 +17,9 @@ import time
 from pathlib import Path
 
 from . import log
-from .pip import USED
 
 STATE = "last-build.json"
-FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements")
+FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements", "installer")
 KEEP = int(os.environ.get("DC_CACHE_KEEP", "3"))
 
 
@@ -42,6 +42,8 @@ def reasons(kind: str, last: dict[str, str], now: dict[str, str]) -> list[str]:
         out.append(f"Python {last.get('python')} -> {now.get('python')}")
     if last.get("dcreqs") != now.get("dcreqs"):
         out.append("the buildpack's config/dcrequirements.txt changed")
+    if (last.get("installer") or "pip") != (now.get("installer") or "pip"):  # builds before uv used pip
+        out.append(f"installer {last.get('installer') or 'pip'} -> {now.get('installer') or 'pip'}")
     if kind == "userreqs" and (last.get("userreqs"), last.get("requirements")) != (
         now.get("userreqs"),
         now.get("requirements"),
@@ -92,10 +94,35 @@ def prune(cache: Path, keep: int) -> list[Path]:
                 path.unlink(missing_ok=True)
                 Path(str(path) + ".sha256").unlink(missing_ok=True)
             removed.append(path)
-    return removed + prune_wheels(cache)
+    return removed + prune_wheels(cache) + prune_checks(cache) + prune_pycache(cache)
+
+
+def prune_pycache(cache: Path, limit_mb: int = 64) -> list[Path]:
+    """The build's own bytecode (``pycache``, see dcbuild.slug): a tree per buildpack location,
+    which a platform may change at every build; past the limit it goes, and one build remakes it."""
+    root = cache / "pycache"
+    size = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            with contextlib.suppress(OSError):
+                size += os.stat(os.path.join(folder, name)).st_size
+    if size <= limit_mb << 20:
+        return []
+    shutil.rmtree(root, ignore_errors=True)
+    return [root]
+
+
+def prune_checks(cache: Path, keep: int = 10) -> list[Path]:
+    """The marks of app configs that passed the compile-time checks (dcbuild.checks): the newest."""
+    marks = sorted((cache / "checks").glob("ok-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for mark in marks[keep:]:
+        mark.unlink(missing_ok=True)
+    return marks[keep:]
 
 
 def prune_wheels(cache: Path) -> list[Path]:
+    from .pip import USED  # not at the top: pip's imports are for installing, and record runs on every build
+
     wheels = cache / "wheels"
     layers = cache / "layers"
     if not wheels.is_dir() or not layers.is_dir():

@@ -7,7 +7,6 @@ config var of the same name wins (it is set before the script runs).
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import re
@@ -39,24 +38,30 @@ def render(environment: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="dcbuild.envfile")
-    parser.add_argument("app", type=Path)
-    args = parser.parse_args(argv)
+def write(app: Path) -> None:
+    """.profile.d/dotcloud-environment.sh from .dotcloud/service.json (removed when there is nothing to export)."""
     try:
-        service = json.loads((args.app / ".dotcloud" / "service.json").read_text())
+        service = json.loads((app / ".dotcloud" / "service.json").read_text())
     except (OSError, ValueError):
         service = {}
-    target = args.app / ".profile.d" / "dotcloud-environment.sh"
-    environment = service.get("environment") or {}
+    target = app / ".profile.d" / "dotcloud-environment.sh"
+    environment = (service.get("environment") if isinstance(service, dict) else None) or {}
     if not environment:
         target.unlink(missing_ok=True)
-        return 0
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.tmp.{os.getpid()}")
     tmp.write_text(render({str(k): str(v) for k, v in environment.items()}))
     os.replace(tmp, target)
     log.step(f"Exporting {len(environment)} variables from dotcloud.yml's environment: (config vars win)")
+
+
+def _main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="dcbuild.envfile")
+    parser.add_argument("app", type=Path)
+    write(parser.parse_args(argv).app)
     return 0
 
 

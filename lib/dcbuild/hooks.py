@@ -1,7 +1,7 @@
 """The app's own build steps: Heroku's hooks, dotcloud.yml's prebuild/postbuild, Django's collectstatic.
 
     python3 -m dcbuild.hooks pre  APP [--env-dir DIR] [--cache-dir DIR]
-    python3 -m dcbuild.hooks key  APP [--env-dir DIR] --python-key KEY
+    python3 -m dcbuild.hooks key  APP [--env-dir DIR]
     python3 -m dcbuild.hooks post APP [--env-dir DIR] [--cache-dir DIR] --python-key KEY
 
 Order: dotCloud's build (prebuild, packages, postbuild) nested inside Heroku's (pre_compile, ...,
@@ -18,9 +18,10 @@ collectstatic, post_compile)::
            bin/post_compile     cwd = the app, the slug's Python first on PATH
 
 Every step gets the platform's config vars (ENV_DIR, one file per variable) exported, except
-those that would break the build's own tools (``DENIED``), plus BUILD_DIR, CACHE_DIR and ENV_DIR
-(as Heroku's hooks do). Output (stdout and stderr) is indented by seven spaces; a failure stops
-the build with an error naming the step.
+those that would break the build's own tools or make its shells run a value (``DENIED``), plus
+BUILD_DIR, CACHE_DIR and ENV_DIR (as Heroku's hooks do). Output (stdout and stderr) is indented
+by seven spaces, with secret values masked (dcbuild.configvars); a failure stops the build with
+an error naming the step.
 
 Hooks run on every build of a fresh directory (which is every build on a platform). For builds
 repeated in the same directory, ``key`` names the state the steps would run on: the app's files
@@ -43,13 +44,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import log
-from .pip import read_env_dir
+from . import configvars, log
 
-# Config vars not exported to hooks: they would break the build's own tools (Heroku keeps the
-# same ones out). PYTHONHOME/PYTHONPATH would point the slug's Python at another library.
-DENIED = frozenset({"PATH", "GIT_DIR", "CPATH", "CPPATH", "LD_PRELOAD", "LIBRARY_PATH", "LD_LIBRARY_PATH",
-                    "PYTHONHOME", "PYTHONPATH"})
+# Config vars not exported to hooks (dcbuild.configvars says why; bin/compile warns about each).
+DENIED = configvars.DENIED
 # The buildpack's own make must not reach a hook that runs make (--no-builtin-rules, -q, ...).
 _NOT_PASSED = frozenset({"PYTHONHOME", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
                          "MAKE_TERMOUT", "MAKE_TERMERR"})
@@ -182,9 +180,8 @@ def has_hooks(app: Path) -> bool:
 
 def hook_env(app: Path, env_dir: Path | None, cache_dir: Path | None, slug_python: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _NOT_PASSED}
-    for key, value in read_env_dir(env_dir).items():
-        if key not in DENIED:
-            env[key] = value.rstrip("\n")  # as the shell's $(cat FILE) gives it
+    for key, value in configvars.for_build(env_dir).items():
+        env[key] = value.rstrip("\n")  # as the shell's $(cat FILE) gives it
     env["BUILD_DIR"] = str(app)
     env["CACHE_DIR"] = str(cache_dir or "")
     env["ENV_DIR"] = str(env_dir or "")
@@ -196,7 +193,7 @@ def hook_env(app: Path, env_dir: Path | None, cache_dir: Path | None, slug_pytho
 
 def config_flag(name: str, env_dir: Path | None) -> bool:
     """A config var (or build environment variable) set to anything but empty or 0."""
-    value = read_env_dir(env_dir).get(name, os.environ.get(name, "")).strip()
+    value = configvars.read(env_dir).get(name, os.environ.get(name, "")).strip()
     return value not in ("", "0")
 
 
@@ -205,7 +202,10 @@ def config_flag(name: str, env_dir: Path | None) -> bool:
 
 def run(step: Step, env: dict[str, str], quiet_prefixes: tuple[str, ...] = ()) -> tuple[int, list[str]]:
     """Run a step with its output indented; the exit status and the output's lines. With
-    ``quiet_prefixes``, lines starting with one of them, and blank lines, are not shown."""
+    ``quiet_prefixes``, lines starting with one of them, and blank lines, are not shown.
+    Secret values of ``env`` (config vars named like secrets) are masked in what is shown
+    and returned."""
+    masked = configvars.secrets(env)
     try:
         proc = subprocess.Popen(step.argv, cwd=step.cwd, env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
@@ -215,7 +215,7 @@ def run(step: Step, env: dict[str, str], quiet_prefixes: tuple[str, ...] = ()) -
     lines = []
     assert proc.stdout is not None
     for line in proc.stdout:
-        line = line.rstrip("\n")
+        line = configvars.redact(line.rstrip("\n"), masked)
         lines.append(line)
         if not (quiet_prefixes and (not line.strip() or line.startswith(quiet_prefixes))):
             log.detail(line)
@@ -339,7 +339,7 @@ def tree_digest(app: Path, write_index: bool = True) -> str:
 def _key(app: Path, env_dir: Path | None, *extra: str) -> str:
     h = hashlib.sha256()
     h.update(tree_digest(app).encode())
-    for name, value in sorted(read_env_dir(env_dir).items()):
+    for name, value in sorted(configvars.read(env_dir).items()):
         h.update(f"\0{name}={value}".encode())
     # Not APPROOT: make exports the plan's value to recipes but not to $(shell) (make < 4.4).
     h.update(f"\0DISABLE_COLLECTSTATIC={os.environ.get('DISABLE_COLLECTSTATIC', '')}".encode())
@@ -349,8 +349,14 @@ def _key(app: Path, env_dir: Path | None, *extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def post_key(app: Path, env_dir: Path | None, python_key: str) -> str:
-    return _key(app, env_dir, "post", python_key) if has_hooks(app) else "none"
+def post_key(app: Path, env_dir: Path | None) -> str:
+    """The app's state for the post steps (``none``: nothing to run). The stamp's name adds the
+    Python environment's key (``stamp_name``): the Makefile has it, this process need not."""
+    return _key(app, env_dir, "post") if has_hooks(app) else "none"
+
+
+def stamp_name(key: str, python_key: str) -> str:
+    return "hooks-none" if key == "none" else f"hooks-{key}-{python_key}"
 
 
 def pre_key(app: Path, env_dir: Path | None) -> str:
@@ -361,7 +367,7 @@ def _record(app: Path, env_dir: Path | None, python_key: str) -> None:
     """Stamps for the state the build leaves, so an unchanged app runs no hook next time."""
     state = app / STATE
     state.mkdir(parents=True, exist_ok=True)
-    names = {f"hooks-{post_key(app, env_dir, python_key)}"}
+    names = {stamp_name(post_key(app, env_dir), python_key)}
     if names != {"hooks-none"}:
         names.add(f"prehooks-{pre_key(app, env_dir)}")
     for old in state.glob("*hooks-*"):
@@ -415,7 +421,7 @@ def _main(argv: list[str]) -> int:
     if args.phase == "pre":
         pre(app, env_dir, cache_dir)
     elif args.phase == "key":
-        print(post_key(app, env_dir, args.python_key))
+        print(post_key(app, env_dir))
     else:
         post(app, env_dir, cache_dir, args.python_key)
     sys.stdout.flush()

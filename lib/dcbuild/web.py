@@ -24,7 +24,7 @@ import shutil
 import subprocess
 from pathlib import Path, PurePosixPath
 
-from . import dotcloud, log
+from . import log
 
 BUILDPACK = Path(__file__).resolve().parents[2]
 RECORD = ".dotcloud/web-configs.json"
@@ -56,6 +56,13 @@ def _write(target: Path, data: bytes, mode: int) -> None:
     tmp.replace(target)
 
 
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
 def _source(bp: Path, app: Path, name: str) -> Path:
     if name.startswith("nginx:"):
         path = app / NGINX_CONF / name.removeprefix("nginx:")
@@ -68,7 +75,9 @@ def _source(bp: Path, app: Path, name: str) -> Path:
     return bp / name
 
 
-def install_configs(app: Path, bp: Path = BUILDPACK) -> None:
+def install_configs(app: Path, bp: Path = BUILDPACK, runtime_lib: Path | None = None) -> None:
+    """The files of FILES, and the dcruntime package: from ``runtime_lib`` (the cache layer
+    with its bytecode, dcbuild.slug) when given, else the buildpack's sources."""
     log.step("Installing runtime configs")
     record_path = app / RECORD
     try:
@@ -90,7 +99,10 @@ def install_configs(app: Path, bp: Path = BUILDPACK) -> None:
 
     lib = app / ".dotcloud" / "lib" / "dcruntime"
     shutil.rmtree(lib, ignore_errors=True)
-    shutil.copytree(bp / "lib" / "dcruntime", lib, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    if runtime_lib is not None:  # hard links where it can (as the environment's), else copies
+        shutil.copytree(runtime_lib / "dcruntime", lib, copy_function=_link_or_copy)
+    else:
+        shutil.copytree(bp / "lib" / "dcruntime", lib, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     _write(record_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), 0o644)
 
     log.detail("Installed " + " ".join(installed) if installed else "Nothing to install")
@@ -108,6 +120,8 @@ def check_approot(app: Path, approot: str) -> str:
     it to APPROOT or dotcloud.yml's approot); this adds what linking it needs.
     """
     # Normalized as the build plan does (dcbuild.plan), then dotCloud's rule (dcbuild.dotcloud).
+    from . import dotcloud  # not at the top: the slug's steps import this module, most never need it
+
     approot = str(PurePosixPath(approot.strip().strip("/") or "."))
     approot = dotcloud.check_approot(app, approot, "APPROOT")
     if not (app / approot).resolve().is_relative_to(app.resolve()):

@@ -1,0 +1,314 @@
+"""The slug's own steps, run in one process, and the keys that name them.
+
+    python3 -m dcbuild.slug prepare APP [plan options] --out PLAN_MK --keys KEYS_MK
+    python3 -S -m dcbuild.slug run APP --step NAME=STAMP ... [values the steps need]
+    python3 -m dcbuild.slug bytecode LAYER --python PYTHON
+
+Every build in a fresh directory (every build on a platform) makes these steps again, even
+when all of the layers come from the cache: ``checks`` (the app's config snippets, see
+dcbuild.checks), ``python`` (the environment into the slug, hard-linked from its layer),
+``profile`` (the ``.profile.d`` scripts), ``configs`` (runtime scripts, templates and the
+precompiled dcruntime package), ``approot`` (dotCloud's links) and ``hooks`` (postbuild,
+collectstatic, bin/post_compile); ``python``, the only slow one (a few thousand hard links),
+runs in the background beside profile, configs and approot. Each has a stamp in ``.dotcloud/state`` named after the hash
+of what it reads, so a repeated build in the same directory redoes only the steps whose inputs
+changed, and a warm ``make -q compile`` has nothing to do. The Makefile lists the stamps as one
+grouped target: make decides whether any is missing, and this module then runs the missing ones,
+in order, in one Python process (each step's own process start and imports cost more than the
+step itself).
+
+``prepare`` runs at make's parse time: the build plan (dcbuild.plan), then the steps' keys into
+``KEYS_MK``, in the same process. ``bytecode`` makes the cache layer that holds the dcruntime
+package with its bytecode, compiled once per dcruntime source and Python version (boot-time code:
+a dyno would compile it at every start otherwise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from . import log
+
+BUILDPACK = Path(__file__).resolve().parents[2]
+# In the order they run; the environment's copy (python) starts right after the checks.
+STEPS = ("checks", "profile", "configs", "approot", "python", "hooks")
+# What the configs step installs from the buildpack (dcbuild.web.FILES, plus the code that runs).
+WEB_FILES = ("bin/dcweb", "bin/nginx_start", "bin/uwsgi_start", "bin/dcapproot.sh", "config/nginx.conf.template",
+             "config/supervisord.conf", "lib/dcbuild/web.py", "lib/dcbuild/slug.py")
+
+
+def digest(*parts: bytes | str, size: int = 12) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part.encode() if isinstance(part, str) else part)
+        h.update(b"\0")
+    return h.hexdigest()[:size]
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b"\0missing"
+
+
+def dcruntime_hash(bp: Path = BUILDPACK) -> str:
+    """The dcruntime sources (names and contents): the bytecode layer's key."""
+    files = sorted((bp / "lib" / "dcruntime").glob("*.py"))
+    return digest(*(part for f in files for part in (f.name, _read(f))))
+
+
+# --- parse time ---------------------------------------------------------------------------
+
+
+def keys(app: Path, env_dir: Path | None, bp: Path = BUILDPACK) -> dict[str, str]:
+    """The steps' keys, for KEYS_MK (after the plan wrote .dotcloud/service.json)."""
+    import json
+
+    from . import checks
+
+    service_json = _read(app / ".dotcloud" / "service.json")
+    try:
+        service = json.loads(service_json)
+    except ValueError:
+        service = {}
+    approot = str(service.get("approot") or ".") if isinstance(service, dict) else "."
+    runtime = dcruntime_hash(bp)
+    slug_py = _read(bp / "lib" / "dcbuild" / "slug.py")
+    return {
+        "DCRUNTIME_HASH": runtime,
+        "PROFILE_KEY": digest(_read(bp / "config" / "profile.sh"), _read(bp / "lib" / "dcbuild" / "envfile.py"),
+                              service_json, slug_py),
+        "CONFIGS_KEY": digest(runtime, *(_read(bp / name) for name in WEB_FILES)),
+        "APPROOT_KEY": digest(approot, _read(bp / "bin" / "dcapproot.sh"), _read(bp / "lib" / "dcbuild" / "web.py"),
+                              slug_py),
+        "CHECKS_KEY": checks.key(app, approot, env_dir, runtime, bp),
+        "HOOKS_TREE": hooks_tree(app, env_dir),
+    }
+
+
+def hooks_tree(app: Path, env_dir: Path | None) -> str:
+    """dcbuild.hooks' key, except where no hooks ran yet: a fresh build directory (every platform
+    build) runs them whatever the key, so the app's files are hashed once, by the hooks' record,
+    not twice."""
+    from . import hooks
+
+    if not hooks.has_hooks(app):
+        return "none"
+    if not any((app / hooks.STATE).glob("hooks-*")):
+        return "new"
+    return hooks.post_key(app, env_dir)
+
+
+def _option(argv: list[str], name: str) -> Path | None:
+    at = argv.index(name) if name in argv else len(argv)
+    return Path(argv[at + 1]) if at + 1 < len(argv) and argv[at + 1] else None
+
+
+def prepare(argv: list[str]) -> int:
+    """dcbuild.plan's command line plus ``--keys FILE``."""
+    from . import plan
+
+    if "--keys" not in argv or argv.index("--keys") + 1 >= len(argv):
+        raise log.BuildError("usage: python3 -m dcbuild.slug prepare APP [plan options] --keys KEYS_MK")
+    at = argv.index("--keys")
+    out = Path(argv[at + 1])
+    plan_argv = argv[:at] + argv[at + 2 :]
+    status = plan._main(plan_argv)
+    if status:
+        return status
+    env_dir = _option(plan_argv, "--env-dir")
+    text = "".join(f"{name} := {value}\n" for name, value in keys(Path(plan_argv[0]), env_dir).items())
+    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, out)
+    return 0
+
+
+# --- the steps ----------------------------------------------------------------------------
+
+
+class TreeCopy:
+    """A tree copied by ``cp`` in the background: hard links where the filesystem allows, else
+    reflinks or a plain copy (as the Makefile's copy_tree). The links cost system time, which
+    the other steps overlap."""
+
+    def __init__(self, src: Path, dest: Path) -> None:
+        self.src, self.dest = src, dest
+        shutil.rmtree(dest, ignore_errors=True)
+        self.proc: subprocess.Popen | None = subprocess.Popen(
+            ["cp", "-al", str(src), str(dest)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+
+    def wait(self) -> None:
+        if self.proc is None:
+            return
+        status, self.proc = self.proc.wait(), None
+        if status == 0:
+            return
+        shutil.rmtree(self.dest, ignore_errors=True)
+        res = subprocess.run(["cp", "-a", "--reflink=auto", str(self.src), str(self.dest)], capture_output=True,
+                             text=True)
+        if res.returncode != 0:
+            raise log.BuildError(f"Cannot copy {self.src} into the slug", res.stderr.strip())
+
+    def cancel(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+def _stamp(stamp: Path) -> None:
+    """This step's stamp, and none of its kind for other keys."""
+    kind = stamp.name.split("-", 1)[0] + "-"
+    for old in stamp.parent.glob(kind + "*"):
+        if old != stamp:
+            old.unlink(missing_ok=True)
+    stamp.touch()
+
+
+def step_checks(app: Path, opts: dict[str, str], stamp: Path) -> None:
+    from . import checks
+
+    checks.run_cached(app, Path(opts["cache"]), stamp.name.removeprefix("checks-"), _env_dir(opts), BUILDPACK)
+
+
+def step_python(app: Path, opts: dict[str, str], stamp: Path, copy: TreeCopy) -> None:
+    """The environment's copy (started first, see ``run``) finished, then the cache's record."""
+    from . import cache
+
+    copy.wait()
+    now = {field: opts.get(field, "") for field in cache.FIELDS}
+    cache.record(Path(opts["cache"]), now, [Path(p) for p in opts["used"].split("\n") if p])
+
+
+def step_profile(app: Path, opts: dict[str, str], stamp: Path) -> None:
+    from . import envfile
+
+    profile_d = app / ".profile.d"
+    profile_d.mkdir(parents=True, exist_ok=True)
+    shutil.copy(BUILDPACK / "config" / "profile.sh", profile_d / "python-dotcloud.sh")
+    envfile.write(app)
+
+
+def step_configs(app: Path, opts: dict[str, str], stamp: Path) -> None:
+    from . import web
+
+    web.install_configs(app, BUILDPACK, runtime_lib=Path(opts["runtime_lib"]))
+
+
+def step_approot(app: Path, opts: dict[str, str], stamp: Path) -> None:
+    from . import web
+
+    web.link_approot(app, BUILDPACK)
+
+
+def step_hooks(app: Path, opts: dict[str, str], stamp: Path) -> None:
+    from . import hooks
+
+    cache_dir = Path(opts["cache_dir"]).resolve() if opts.get("cache_dir") else None
+    hooks.post(app, _env_dir(opts), cache_dir, opts["python_key"])
+
+
+def _env_dir(opts: dict[str, str]) -> Path | None:
+    return Path(opts["env_dir"]).resolve() if opts.get("env_dir") else None
+
+
+RUNNERS = {
+    "checks": step_checks,
+    "profile": step_profile,
+    "configs": step_configs,
+    "approot": step_approot,
+    "hooks": step_hooks,
+}
+
+
+def run(argv: list[str]) -> int:
+    """``run APP --step NAME=STAMP ... --OPTION VALUE ...``: the missing steps, in STEPS order.
+    The environment's copy (``python``) starts after the checks and runs beside the steps that
+    do not need it; it is finished (and its stamp written) in its turn, before the hooks."""
+    if not argv:
+        raise log.BuildError("usage: python3 -m dcbuild.slug run APP --step NAME=STAMP ...")
+    app = Path(argv[0]).resolve()
+    stamps: dict[str, Path] = {}
+    opts: dict[str, str] = {}
+    rest = argv[1:]
+    for flag, value in zip(rest[::2], rest[1::2]):
+        if flag == "--step":
+            name, _, stamp = value.partition("=")
+            stamps[name] = Path(stamp)
+        elif flag == "--used":
+            opts["used"] = opts.get("used", "") + value + "\n"
+        else:
+            opts[flag.removeprefix("--").replace("-", "_")] = value
+    unknown = set(stamps) - set(STEPS)
+    if unknown or len(rest) % 2:
+        raise log.BuildError(f"dcbuild.slug run: unknown steps {sorted(unknown)} or an option without a value")
+    todo = [name for name in STEPS if name in stamps and not stamps[name].exists()]
+    if todo:
+        stamps[todo[0]].parent.mkdir(parents=True, exist_ok=True)
+    copy = None
+    try:
+        for name in todo:
+            if name != "checks" and "python" in todo and copy is None:
+                log.step(opts["python_message"])
+                copy = TreeCopy(Path(opts["layer"]) / "python", app / ".dotcloud" / "python")
+            if name == "python":
+                assert copy is not None
+                step_python(app, opts, stamps[name], copy)
+            else:
+                RUNNERS[name](app, opts, stamps[name])
+            if name != "hooks":  # the hooks record the state they leave themselves
+                _stamp(stamps[name])
+    finally:
+        if copy is not None:
+            copy.cancel()  # a step before it failed: the copy is not needed any more
+    sys.stdout.flush()
+    return 0
+
+
+# --- the bytecode layer ---------------------------------------------------------------------
+
+
+def bytecode(argv: list[str]) -> int:
+    """``bytecode LAYER --python PYTHON``: dcruntime and its bytecode (checked-hash: valid
+    whatever the files' mtimes), published by rename."""
+    if len(argv) != 3 or argv[1] != "--python":
+        raise log.BuildError("usage: python3 -m dcbuild.slug bytecode LAYER --python PYTHON")
+    layer, python = Path(argv[0]), argv[2]
+    tmp = layer.with_name(f"{layer.name}.tmp.{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(BUILDPACK / "lib" / "dcruntime", tmp / "dcruntime",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    res = subprocess.run([python, "-I", "-m", "compileall", "-q", "--invalidation-mode", "checked-hash", str(tmp)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise log.BuildError("Cannot compile the buildpack's dcruntime package", (res.stdout + res.stderr).strip())
+    try:
+        os.rename(tmp, layer)
+    except OSError:  # made meanwhile by another build (or a leftover): keep that one
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not layer.is_dir():
+            raise
+    return 0
+
+
+def _main(argv: list[str]) -> int:
+    # The Makefile runs this with bytecode written to the cache (-X pycache_prefix); what it
+    # starts (hooks, the slug's Python) gets the buildpack's usual setting back.
+    os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
+    commands = {"prepare": prepare, "run": run, "bytecode": bytecode}
+    if not argv or argv[0] not in commands:
+        raise log.BuildError("usage: python3 -m dcbuild.slug prepare|run|bytecode ...")
+    return commands[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    log.main(_main)
