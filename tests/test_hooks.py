@@ -21,7 +21,7 @@ from dcbuild import hooks
 
 STEP_PRE = "-----> Running bin/pre_compile"
 STEP_PREBUILD = "-----> Running dotcloud.yml prebuild (./prebuild.sh)"
-STEP_PIP = "-----> Installing requirements with pip (requirements.txt)"
+STEP_PIP = "-----> Installing requirements with uv (requirements.txt)"
 STEP_POSTBUILD = "-----> Running dotcloud.yml postbuild (./postbuild.sh)"
 STEP_POST = "-----> Running bin/post_compile"
 NOT_AGAIN = "-----> Not running the app's build hooks again"

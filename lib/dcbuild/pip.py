@@ -1,6 +1,12 @@
-"""Install a requirements file into a Python runtime tree with that runtime's own pip.
+"""Install a requirements file into a Python runtime tree: with the pinned uv (the default), or
+with that runtime's own pip (``DC_INSTALLER=pip``, from the environment or a config var).
 
-The host's pip configuration is not honoured (``/etc/pip.conf``, ``PIP_FIND_LINKS``, a
+uv installs into the runtime's own site-packages (``uv pip install --python <runtime>``, no
+venv), keeps its cache in CACHE_DIR, and picks, like pip, the highest version that fits among
+all the indexes given (``unsafe-best-match``). Both engines print indented output and name
+the requirement that failed as ``file:line``.
+
+The host's pip (and uv) configuration is not honoured (``/etc/pip.conf``, ``PIP_FIND_LINKS``, a
 constraints file): a platform's build machine has none, and a build must not depend on the
 machine it happens to run on. Only the index settings below pass through, from the
 environment or the platform's ENV_DIR (config vars), as Heroku's buildpack does.
@@ -17,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import log, reqs
+from . import configvars, log, reqs
 
 PASSED_THROUGH = (
     "PIP_INDEX_URL",
@@ -27,27 +33,37 @@ PASSED_THROUGH = (
     "PIP_DEFAULT_TIMEOUT",
     "PIP_RETRIES",
 )
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # In each dependency layer's directory: the wheelhouse files installed in it (for pruning).
 USED = "wheels-used.txt"
+INSTALLERS = ("uv", "pip")
+# pip's settings that pass through, and what uv calls them.
+UV_NAMES = {
+    "PIP_INDEX_URL": "UV_INDEX_URL",
+    "PIP_EXTRA_INDEX_URL": "UV_EXTRA_INDEX_URL",
+    "PIP_TRUSTED_HOST": "UV_INSECURE_HOST",
+    "PIP_CERT": "SSL_CERT_FILE",
+    "PIP_DEFAULT_TIMEOUT": "UV_HTTP_TIMEOUT",
+    "PIP_RETRIES": "UV_HTTP_RETRIES",
+}
 
 
-def read_env_dir(env_dir: Path | None) -> dict[str, str]:
-    """The platform's config vars: one file per variable, its content the value (never eval'd)."""
-    out: dict[str, str] = {}
-    if env_dir and env_dir.is_dir():
-        for path in sorted(env_dir.iterdir()):
-            if path.is_file() and _NAME.fullmatch(path.name):
-                try:
-                    out[path.name] = path.read_text(encoding="utf-8", errors="replace")
-                except OSError:
-                    continue
-    return out
+def installer(env_dir: Path | None) -> str:
+    """``DC_INSTALLER``: a config var (ENV_DIR) wins over the environment; uv unless told."""
+    config = configvars.for_build(env_dir)
+    where = "config var" if "DC_INSTALLER" in config else "environment variable"
+    value = config.get("DC_INSTALLER", os.environ.get("DC_INSTALLER", "")).strip().lower() or "uv"
+    if value not in INSTALLERS:
+        raise log.BuildError(
+            f"The {where} DC_INSTALLER is {value!r}, which is not an installer this buildpack has",
+            "It may be uv (the default) or pip.",
+            "Set DC_INSTALLER to uv or pip, or unset it.",
+        )
+    return value
 
 
 def clean_env(cache: Path | None, env_dir: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))}
-    config = read_env_dir(env_dir)
+    config = configvars.for_build(env_dir)
     for key in PASSED_THROUGH:
         value = config.get(key, os.environ.get(key))
         if value:
@@ -93,26 +109,68 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
+def _same(requirement: str) -> str:
+    """A requirement as written, compared without spaces, comments and name spelling."""
+    text = re.sub(r"\s+", "", requirement.split(" #", 1)[0]).lower()
+    m = re.match(r"[a-z0-9][a-z0-9._-]*", text)
+    return _normal(m.group(0)) + text[m.end():] if m else text
+
+
 def where(requirement: str, files: list[Path], base: Path) -> str | None:
-    """``file:line`` of the first line in the requirement files that names the same project."""
+    """``file:line`` of the line in the requirement files that says ``requirement`` (spaces and
+    comments aside), else of the first line that names the same project."""
     m = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
     if not m:
         return None
-    wanted = _normal(m.group(0))
+    wanted, exact = _normal(m.group(0)), _same(requirement)
+    found: list[tuple[bool, str]] = []
     for path in files:
         try:
             lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
         except OSError:
             continue
+        try:
+            name = path.resolve().relative_to(base.resolve())
+        except ValueError:
+            name = path
         for number, line in enumerate(lines, 1):
             n = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
             if n and _normal(n.group(1)) == wanted:
-                try:
-                    name = path.resolve().relative_to(base.resolve())
-                except ValueError:
-                    name = path
-                return f"{name}:{number}"
-    return None
+                found.append((_same(line) == exact, f"{name}:{number}"))
+    return next((place for same, place in found if same), found[0][1] if found else None)
+
+
+def located(what: str, requirement: str, cwd: Path) -> str:
+    """``what`` (one requirement, or several joined by "and"/","), each followed by its ``(file:line)``."""
+    try:
+        files = reqs.collect(cwd / requirement)
+    except log.BuildError:
+        return what
+    parts = re.split(r"(, and |, | and )", what)
+    for i in range(0, len(parts), 2):
+        place = where(parts[i], files, cwd)
+        parts[i] += f" ({place})" if place else ""
+    return "".join(parts)
+
+
+_DISK_FULL = re.compile(r"No space left on device|os error 28\b|Errno 28\b|ENOSPC|Disk quota exceeded|os error 122\b")
+
+# What bin/compile looks for to explain which disk is full.
+_ENOSPC_WORDS = {"os error 28": "No space left on device", "Errno 28": "No space left on device",
+                 "ENOSPC": "No space left on device", "os error 122": "Disk quota exceeded"}
+
+
+def disk_full(output: str, engine: str, label: str) -> log.BuildError | None:
+    """The error for an install that ran out of disk space: no fault of the requirements."""
+    m = _DISK_FULL.search(output)
+    if not m:
+        return None
+    said = output[output.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0].strip()
+    return log.BuildError(
+        f"{engine} ran out of disk space while installing the packages in {label}",
+        f"{engine} said: {said if len(said) <= 300 else _ENOSPC_WORDS.get(m.group(0), m.group(0))}",
+        f"{label} is not at fault: the disk is full (see below).",
+    )
 
 
 _NOT_NAMED = re.compile(r"^\s*(-e\b|--editable|\.|/|~|[a-z+]+://|git\+|--index-url|-i\b|--extra-index-url)", re.I)
@@ -141,13 +199,12 @@ def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True) -
 
 
 def _fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
+    full = disk_full(output, "pip", label)
+    if full:
+        return full
     what = culprit(output)
     if what:
-        try:
-            place = where(what, reqs.collect(cwd / requirement), cwd)
-        except log.BuildError:
-            place = None
-        what += f" ({place})" if place else ""
+        what = located(what, requirement, cwd)
     return log.BuildError(
         f"pip could not install the packages in {label}",
         f"Failed requirement: {what}" if what else "pip's own message is above.",
@@ -283,9 +340,191 @@ def _remove_extras(pip: list[str], requirement: str, cwd: Path, env: dict[str, s
         raise log.BuildError("pip could not remove packages that are no longer required", ", ".join(extras))
 
 
+def uv_env(cache: Path | None, env_dir: Path | None, root: Path | None = None) -> dict[str, str]:
+    """uv's environment: no host configuration, the index settings mapped from pip's names."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "UV_", "PYTHON", "VIRTUAL_ENV", "CONDA_", "SSL_CERT_"))
+           and k not in ("COLUMNS", "LINES")}  # uv would wrap its messages to COLUMNS
+    config = configvars.for_build(env_dir)
+    for pip_name, uv_name in UV_NAMES.items():
+        value = config.get(pip_name, os.environ.get(pip_name, "")).strip()
+        if value:
+            env[uv_name] = value
+    env.update(
+        UV_NO_CONFIG="1",  # no uv.toml / pyproject.toml [tool.uv] from the host or the app
+        UV_NO_PROGRESS="1",
+        UV_PYTHON_DOWNLOADS="never",
+        UV_INDEX_STRATEGY="unsafe-best-match",  # pip's choice: the best version over every index
+        NO_COLOR="1",
+        PYTHONUNBUFFERED="1",
+    )
+    if cache is None:
+        env["UV_NO_CACHE"] = "1"
+        return env
+    env["UV_CACHE_DIR"] = str(cache)
+    # uv's lock files for the target interpreter go to TMPDIR: keep them with its cache, so an
+    # uncached build (a stand-in cache, removed afterwards) leaves nothing behind.
+    env["TMPDIR"] = str(cache / "tmp")
+    try:
+        (cache / "tmp").mkdir(parents=True, exist_ok=True)
+        same_fs = root is None or cache.stat().st_dev == root.stat().st_dev
+    except OSError:
+        same_fs = False
+    # Hard links from uv's cache where the filesystem allows (files are never rewritten in
+    # place: layers are hard-linked copies already); a copy, without uv's warning, otherwise.
+    env["UV_LINK_MODE"] = "hardlink" if same_fs else "copy"
+    return env
+
+
+# A requirement uv names ends before ", ", " and " or the sentence's full stop: not at the
+# first "," or "." (``dcbp-pin==1.0`` is not ``dcbp-pin==1``; ``flask>=2,<3`` is one).
+_END = r"(?=, | and |\.?\s|\.?$)"
+_UV_CULPRITS = (
+    re.compile(rf"was not found in the package registry and you require (\S+?){_END}", re.M),
+    re.compile(r"Because you require (\S+?(?: and (?!you\b)\S+?)?), we can conclude", re.M),
+    re.compile(r"Because (\S+?) was not found in the package registry"),
+    re.compile(r"there is no version of (\S+?)(?: and|,|$)", re.M),
+    re.compile(r"Failed to (?:build|download|download and build|fetch) `([^`]+)`"),
+    re.compile(r"Because (?:only )?(\S+?) (?:depends|is available)"),
+    re.compile(rf"you require (\S+?){_END}", re.M),
+)
+_UV_PARSE = re.compile(r"Couldn't parse requirement in `([^`]+)` at position (\d+)")
+
+
+def uv_culprit(output: str, cwd: Path) -> tuple[str | None, str | None]:
+    """(requirement, ``file:line``) uv failed on, from its own output."""
+    m = _UV_PARSE.search(output)
+    if m:
+        path = cwd / m.group(1)
+        try:
+            text = path.read_text(encoding="utf-8-sig", errors="replace")
+        except OSError:
+            return None, None
+        offset = int(m.group(2))
+        number = text.count("\n", 0, offset) + 1
+        line = text.splitlines()[number - 1] if number <= len(text.splitlines()) else ""
+        return line.strip(), f"{m.group(1)}:{number}"
+    for pattern in _UV_CULPRITS:
+        m = pattern.search(output)
+        if m:
+            return m.group(1).strip(), None
+    return None, None
+
+
+def _uv_fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
+    full = disk_full(output, "uv", label)
+    if full:
+        return full
+    what, place = uv_culprit(output, cwd)
+    if what:
+        what = f"{what} ({place})" if place else located(what, requirement, cwd)
+    return log.BuildError(
+        f"uv could not install the packages in {label}",
+        f"Failed requirement: {what}" if what else "uv's own message is above.",
+        f"Fix {label} and deploy again (DC_INSTALLER=pip installs with pip instead).",
+    )
+
+
+def _stream_uv(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True) -> tuple[int, str]:
+    """Run uv; its lines indented, without the one naming the (temporary) environment's path."""
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, errors="replace")
+    captured = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        captured.append(line)
+        if show and not line.startswith(("Using Python ", "Audited ")):
+            sys.stdout.write(log.INDENT + line.rstrip("\n") + "\n")
+            sys.stdout.flush()
+    return proc.wait(), "".join(captured)
+
+
+def _size(root: Path) -> int:
+    total = 0
+    for folder, _, files in os.walk(root):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def bound_uv_cache(uv: Path, env: dict[str, str], limit_mb: int | None = None) -> None:
+    """Keep uv's cache under ``DC_UV_CACHE_MAX_MB`` (default 2048): past it, ``uv cache prune``,
+    then, if that is not enough, ``uv cache clean``. The layers keep their files (hard links or
+    copies), so only the next new package is fetched again."""
+    if "UV_CACHE_DIR" not in env:
+        return
+    if limit_mb is None:
+        try:
+            limit_mb = int(os.environ.get("DC_UV_CACHE_MAX_MB", "2048"))
+        except ValueError:
+            limit_mb = 2048
+    root = Path(env["UV_CACHE_DIR"])
+    size = _size(root)
+    if size <= limit_mb << 20:
+        return
+    after, done = size, ""
+    for action, past in (("prune", "pruned"), ("clean", "emptied")):
+        subprocess.run([str(uv), "cache", action], env=env, capture_output=True, check=False)
+        after, done = _size(root), past
+        if after <= limit_mb << 20:
+            break
+    log.detail(f"uv's cache held {size >> 20} MB, over DC_UV_CACHE_MAX_MB={limit_mb}: {done}, {after >> 20} MB now")
+
+
+def pylock_names(text: str) -> set[str]:
+    """The (normalised) names of the packages in uv's pylock.toml output."""
+    try:
+        import tomllib
+    except ImportError:  # a build machine's Python 3.10: uv writes each name on the line after [[packages]]
+        return {_normal(m.group(1)) for m in re.finditer(r'^\[\[packages\]\]\s*\nname\s*=\s*"([^"]+)"', text, re.M)}
+    try:
+        packages = tomllib.loads(text).get("packages", [])
+    except tomllib.TOMLDecodeError as exc:
+        raise log.BuildError(f"uv's resolution (pylock.toml) could not be read: {exc}") from None
+    return {_normal(p["name"]) for p in packages if isinstance(p, dict) and isinstance(p.get("name"), str)}
+
+
+def _uv_install(uv: Path, root: Path, requirement: str, cwd: Path, env: dict[str, str], label: str,
+                keep_from: Path | None) -> None:
+    python = str(root / "bin" / "python3")
+    status, output = _stream_uv([str(uv), "pip", "install", "--python", python, "--break-system-packages",
+                                 "--compile-bytecode", "-r", requirement], cwd, env)
+    if status != 0:
+        raise _uv_fail(output, requirement, cwd, label)
+    if "Prepared " not in output:  # uv says how many it fetched or built, when any
+        log.detail("All packages came from the uv cache")
+    else:
+        bound_uv_cache(uv, env)
+    if keep_from is None:
+        return
+    # What the requirements alone resolve to (as if nothing were installed), plus the dcreqs layer.
+    # pylock.toml names every package, also those a path, URL or -e line brings (the
+    # requirements.txt format prints such lines as they were written, without a name).
+    res = subprocess.run([str(uv), "pip", "compile", "--python", python, "--quiet", "--no-header",
+                          "--format", "pylock.toml", requirement], cwd=cwd, env=env, capture_output=True,
+                         text=True, errors="replace")
+    if res.returncode != 0:
+        sys.stdout.write("".join(log.INDENT + line + "\n" for line in (res.stderr or res.stdout).splitlines()))
+        raise _uv_fail(res.stderr + res.stdout, requirement, cwd, label)
+    keep = pylock_names(res.stdout) | _installed(keep_from) | {"pip", "setuptools", "wheel"}
+    extras = sorted(_installed(root) - keep)
+    if not extras:
+        return
+    log.detail(f"Removing packages no longer required: {', '.join(extras)}")
+    status, output = _stream_uv([str(uv), "pip", "uninstall", "--python", python, "--break-system-packages",
+                                 *extras], cwd, env, show=False)
+    if status != 0:
+        sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
+        raise log.BuildError("uv could not remove packages that are no longer required", ", ".join(extras))
+
+
 def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str,
-            wheelhouse: Path | None = None, keep_from: Path | None = None) -> None:
-    """``pip install -r requirement`` into the runtime at ``root``; output indented.
+            wheelhouse: Path | None = None, keep_from: Path | None = None, engine: str = "pip",
+            uv: Path | None = None) -> None:
+    """``pip install -r requirement`` (or ``uv pip install``) into the runtime at ``root``.
 
     ``keep_from``: ``root`` started as a copy of the previous environment (so only what changed
     is installed); afterwards, packages that neither the requirements nor the dcreqs layer at
@@ -298,6 +537,17 @@ def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir
     """
     from . import relocate
 
+    if engine == "uv":
+        assert uv is not None
+        relocate.bind(root)
+        _uv_install(uv, root, requirement, cwd, uv_env(cache, env_dir, root), label, keep_from)
+        used = root.parent / USED  # no wheelhouse files: the pip wheelhouse's pruning still works
+        tmp = used.with_name(f"{USED}.tmp.{os.getpid()}")
+        tmp.write_text("")
+        os.replace(tmp, used)
+        relocate.make_scripts_relocatable(root)
+        relocate.unbind(root)
+        return
     env = clean_env(cache, env_dir)
     pip = [str(root / "bin" / "python3"), "-I", "-m", "pip"]
     install_cmd = [*pip, "install", "--no-warn-script-location", "-r", requirement]
@@ -325,7 +575,10 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("root", type=Path, help="the runtime tree (has bin/python3)")
     parser.add_argument("requirement", help="requirements file, as pip should name it")
     parser.add_argument("--cwd", type=Path, default=Path.cwd())
-    parser.add_argument("--cache", type=Path, default=None, help="pip's cache directory")
+    parser.add_argument("--cache", type=Path, default=None, help="pip's (or uv's) cache directory")
+    parser.add_argument("--installer", choices=INSTALLERS, default=None,
+                        help="uv or pip (default: DC_INSTALLER from ENV_DIR or the environment, else uv)")
+    parser.add_argument("--tools", type=Path, default=None, help="where the pinned uv is kept (the build cache)")
     parser.add_argument("--env-dir", type=Path, default=None)
     parser.add_argument("--label", default=None, help="how the log names the file")
     parser.add_argument("--wheelhouse", type=Path, default=None, help="a directory of wheels kept between builds")
@@ -333,8 +586,14 @@ def _main(argv: list[str]) -> int:
                         help="ROOT is a copy of the previous environment: remove what neither the requirements"
                              " nor this (dcreqs) runtime tree need")
     args = parser.parse_args(argv)
+    engine = args.installer or installer(args.env_dir)
+    uv = None
+    if engine == "uv":
+        from . import tools
+
+        uv = tools.uv(args.tools)
     install(args.root, args.requirement, args.cwd, args.cache, args.env_dir, args.label or args.requirement,
-            args.wheelhouse, args.keep_from)
+            args.wheelhouse, args.keep_from, engine, uv)
     return 0
 
 

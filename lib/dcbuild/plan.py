@@ -8,20 +8,37 @@ The Makefile includes it; every cache key comes from these values.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
 
-from . import dotcloud, log, manifest, migrate, reqs, runtime
+from . import dotcloud, lockfiles, log, manifest, migrate, pip, reqs, runtime
 
 
-def _requirements(app: Path, approot: str, service: dotcloud.Service | None, notes: list[str]) -> str | None:
-    """Which requirements file pip gets, relative to the app (dotCloud's place wins)."""
-    candidates = [f"{approot}/requirements.txt"] if approot != "." else []
-    candidates.append("requirements.txt")
-    found = next((c for c in candidates if (app / c).is_file()), None)
-    if approot != "." and (app / candidates[0]).is_file() and (app / "requirements.txt").is_file():
-        notes.append(f"Using {candidates[0]} (the approot's, as on dotCloud), not requirements.txt")
+def _lock(app: Path, approot: str, cache: Path, env_dir: Path | None) -> tuple[str | None, list[Path], str]:
+    """The app's list of packages: (requirements file for the installer, lock inputs, label).
+
+    The approot's files win (dotCloud's place), then the app's top directory. A lock
+    (Pipfile.lock, poetry.lock, uv.lock) becomes a pinned requirements file (dcbuild.lockfiles).
+    """
+    for where in dict.fromkeys([approot, "."]):
+        kind = lockfiles.detect(app / where, where)
+        if kind is None:
+            continue
+        shown = kind if where == "." else f"{where}/{kind}"
+        if kind == "requirements.txt":
+            return shown, [], shown
+        path = lockfiles.write_requirements(app, app / where, kind, cache, env_dir)
+        return path, lockfiles.inputs(app / where, kind), shown
+    return None, [], ""
+
+
+def _requirements(app: Path, approot: str, service: dotcloud.Service | None, notes: list[str],
+                  found: str | None) -> str | None:
+    """Which requirements file the installer gets, relative to the app; dotcloud.yml's added."""
+    if approot != "." and found == f"{approot}/requirements.txt" and (app / "requirements.txt").is_file():
+        notes.append(f"Using {found} (the approot's, as on dotCloud), not requirements.txt")
     extras = service.requirements if service else []
     if not extras:
         return found
@@ -35,7 +52,8 @@ def _requirements(app: Path, approot: str, service: dotcloud.Service | None, not
     return ".dotcloud/requirements-dotcloud.txt"
 
 
-def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> tuple[dict[str, str], dict]:
+def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
+              env_dir: Path | None = None) -> tuple[dict[str, str], dict]:
     service = dotcloud.load(app, cache)
     fallback = dotcloud.python_request(service) if service else None
     store = runtime.Store(cache / "runtimes")
@@ -47,12 +65,18 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> tuple[
         approot = dotcloud.check_approot(app, service.approot, f"dotcloud.yml:{service.line_of.get('approot', 1)}")
     else:
         approot = "."
-    user_reqs = _requirements(app, approot, service, notes)
-    user_hash = reqs.digest(app / user_reqs, app)[:16] if user_reqs else ""
-    label = user_reqs or ""
+    found, lock_inputs, found_label = _lock(app, approot, cache, env_dir)
+    user_reqs = _requirements(app, approot, service, notes, found)
+    user_hash = reqs.digest(app / user_reqs, app) if user_reqs else ""
+    if lock_inputs:  # the key covers the lock and what decides its staleness, not only our output
+        h = hashlib.sha256(user_hash.encode())
+        for path in lock_inputs:
+            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+        user_hash = h.hexdigest()
+    user_hash = user_hash[:16]
+    label = found_label if user_reqs == found else (user_reqs or "")
     if service and service.requirements:
-        found = user_reqs and next(iter(reqs.collect(app / user_reqs)[1:]), None)
-        label = (f"{found.relative_to(app.resolve())} + " if found else "") + "dotcloud.yml requirements"
+        label = (f"{found_label} + " if found else "") + "dotcloud.yml requirements"
     if service:
         migrate.warn_about(app)
     settings = service.to_json(approot) if service else {"approot": approot}
@@ -63,6 +87,7 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str]) -> tuple[
         "USER_REQS": user_reqs or "",
         "USER_HASH": user_hash,
         "USER_REQS_LABEL": label,
+        "INSTALLER": pip.installer(env_dir),
         "DOTCLOUD_SERVICE_NAME": service.name if service else "",
         "DOTCLOUD_SERVICE_TYPE": service.type if service else "",
     }, settings
@@ -74,11 +99,12 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--platform", default=manifest.current_platform())
+    parser.add_argument("--env-dir", default="", help="the platform's config vars (DC_INSTALLER)")
     args = parser.parse_args(argv)
     if args.cache.is_dir():
         runtime._MEMO.append(args.cache / "local-pythons.json")
     notes: list[str] = []
-    plan, settings = make_plan(args.app, args.cache, args.platform, notes)
+    plan, settings = make_plan(args.app, args.cache, args.platform, notes, Path(args.env_dir) if args.env_dir else None)
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_name(f"{args.out.name}.tmp.{os.getpid()}")

