@@ -1,7 +1,7 @@
 # buildpack-python-dotcloud: the build as a make DAG.
 #
 #   make compile BUILD_DIR=/path/to/app [CACHE_DIR=...] [ENV_DIR=...]   (what bin/compile runs)
-#   make python-3.13.0 | vendor | test | lint | serve | bench
+#   make python-3.13.0 | vendor | test | lint | serve | bench | soak
 #
 # Every expensive step keeps its result in CACHE_DIR under a name that says what it holds
 # (Python version + platform, hashes of the requirement files), published by rename. Targets
@@ -22,6 +22,12 @@ ENV_DIR ?=
 PYTHON3 ?= python3
 # No bytecode written into the buildpack: platforms may mount it read-only or hand it to the build user.
 DC := PYTHONDONTWRITEBYTECODE=1 PYTHONPATH='$(BP)/lib' $(PYTHON3) -m dcbuild
+# The steps of every build (dcbuild.slug) keep the bytecode of what they import in the cache
+# instead (-X pycache_prefix, which their children do not inherit; dcbuild.slug sets
+# PYTHONDONTWRITEBYTECODE again for them): compiling dcbuild's modules at every start would cost
+# about as much as their work. DC_FAST_NOSITE: no site-packages either, for what needs none.
+DC_FAST = PYTHONDONTWRITEBYTECODE= PYTHONPATH='$(BP)/lib' $(PYTHON3) -X pycache_prefix='$(CACHE)/pycache' -m dcbuild
+DC_FAST_NOSITE = PYTHONDONTWRITEBYTECODE= PYTHONPATH='$(BP)/lib' $(PYTHON3) -X pycache_prefix='$(CACHE)/pycache' -S -m dcbuild
 PLATFORM := $(subst arm64,aarch64,$(shell uname -m))-linux-gnu
 # Bump when the way layers are made changes, so old cache entries are not reused.
 LAYER_FORMAT := 1
@@ -50,20 +56,29 @@ $(LAYERS)/runtime-%:
 
 ifneq ($(BUILD_DIR),)
 # What this build makes, decided once from the app's files (dcbuild/plan.py): PY_VERSION,
-# PY_ORIGIN, APPROOT, USER_REQS, USER_HASH, DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE.
+# PY_ORIGIN, APPROOT, USER_REQS, USER_HASH, USER_REQS_LABEL, INSTALLER (uv or pip),
+# DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the keys of the
+# slug's steps (dcbuild/slug.py): DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY,
+# CHECKS_KEY, HOOKS_TREE.
 PLAN_FILE := $(STATE)/plan.mk
+KEYS_FILE := $(STATE)/keys.mk
 PLAN_EMPTY :=
-PLAN_STATUS := $(shell $(DC).plan '$(BUILD_DIR)' --cache '$(CACHE)' --out '$(PLAN_FILE)' >&2 || echo FAILED)
+PLAN_STATUS := $(shell $(DC_FAST).slug prepare '$(BUILD_DIR)' --cache '$(CACHE)' --env-dir '$(ENV_DIR)' --out '$(PLAN_FILE)' \
+  --keys '$(KEYS_FILE)' >&2 || echo FAILED)
 ifneq ($(PLAN_STATUS),)
 $(error Build stopped)
 endif
-include $(PLAN_FILE)
+include $(PLAN_FILE) $(KEYS_FILE)
 export APPROOT
 PY_KEY := $(PY_VERSION)-$(PLATFORM)
 
 # --- the dependency layers --------------------------------------------------------------
 DCREQS_HASH := $(shell sha256sum < '$(BP)/config/dcrequirements.txt' | cut -c1-12)
-DC_KEY := $(PY_KEY)$(if $(STACK),-$(STACK))-f$(LAYER_FORMAT)-$(DCREQS_HASH)
+# The installer is part of the key: a layer uv made is never reused by a pip build, and back.
+DC_KEY := $(PY_KEY)$(if $(STACK),-$(STACK))-f$(LAYER_FORMAT)-$(INSTALLER)-$(DCREQS_HASH)
+# uv's own cache, or pip's; --tools: where the pinned uv binary is kept.
+INSTALL_ARGS := --installer '$(INSTALLER)' --tools '$(CACHE)' --cache '$(CACHE)/$(INSTALLER)' \
+  --wheelhouse '$(CACHE)/wheels' --env-dir '$(ENV_DIR)'
 DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
 
 ifneq ($(USER_REQS),)
@@ -88,10 +103,10 @@ endif
 endif
 
 STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --dcreqs '$(DCREQS_HASH)' \
-  --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)'
+  --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)' --installer '$(INSTALLER)'
 
 .PHONY: compile python dcreqs userreqs profile
-compile: userreqs profile nginx configs approot hooks
+compile: userreqs profile nginx checks configs approot hooks
 
 python: | $(LAYERS)/runtime-$(PY_KEY)
 dcreqs: | $(DC_LAYER)
@@ -101,13 +116,13 @@ $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
 	@$(DC).cache why --kind dcreqs $(STATE_ARGS)
 	@echo "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(LAYERS)/runtime-$(PY_KEY),$$tmp); \
-	$(DC).pip "$$tmp/python" config/dcrequirements.txt --cwd '$(BP)' --cache '$(CACHE)/pip' --wheelhouse '$(CACHE)/wheels' \
-	  --env-dir '$(ENV_DIR)' --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
+	$(DC).pip "$$tmp/python" config/dcrequirements.txt --cwd '$(BP)' $(INSTALL_ARGS) \
+	  --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
 $(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
 	@$(DC).cache why --kind userreqs $(STATE_ARGS)
-	@echo "-----> Installing requirements with pip ($(USER_REQS_LABEL))"
+	@echo "-----> Installing requirements with $(INSTALLER) ($(USER_REQS_LABEL))"
 	@# Start from the last environment on the same runtime and dcreqs, when there is one: only
 	@# what changed is installed, and what is no longer required is removed (--keep-from).
 	@tmp='$@.tmp.'$$$$; keep=(); base='$(DC_LAYER)'; \
@@ -115,32 +130,44 @@ $(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
 	if [[ -n "$$prev" ]]; then base="$$prev"; keep=(--keep-from '$(DC_LAYER)/python'); \
 	  echo "       Starting from the previous environment ($${prev##*-})"; fi; \
 	$(call copy_tree,$$base,$$tmp); \
-	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' --cache '$(CACHE)/pip' --wheelhouse '$(CACHE)/wheels' \
-	  --env-dir '$(ENV_DIR)' --label '$(USER_REQS_LABEL)' "$${keep[@]}" || { rm -rf "$$tmp"; exit 1; }; \
+	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' $(INSTALL_ARGS) \
+	  --label '$(USER_REQS_LABEL)' "$${keep[@]}" || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
-# The slug's copy of the environment, keyed like the layer it comes from.
-$(STATE)/python-$(USER_KEY): | $(USER_LAYER)
-	@echo "-----> Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS_LABEL),no requirements.txt)"
-	@rm -rf '$(STATE)'/python-* && mkdir -p '$(STATE)'
-	@$(call copy_tree,$(USER_LAYER)/python,$(SLUG)/python)
-	@$(DC).cache record $(STATE_ARGS) --used '$(LAYERS)/runtime-$(PY_KEY)' --used '$(DC_LAYER)' \
-	  --used '$(USER_LAYER)' --used '$(CACHE)/runtimes/cpython-$(PY_KEY).tar.gz'
-	@touch '$@'
-
-# The .profile.d scripts: ours, and dotcloud.yml's environment: (keyed by service.json's content).
-PROFILE_HASH := $(shell cat '$(BP)/config/profile.sh' '$(BP)/lib/dcbuild/envfile.py' \
-  '$(BUILD_DIR)/.dotcloud/service.json' 2>/dev/null | sha256sum | cut -c1-12)
-profile: | $(STATE)/profile-$(PROFILE_HASH)
-$(STATE)/profile-$(PROFILE_HASH):
-	@mkdir -p '$(BUILD_DIR)/.profile.d' '$(STATE)' && rm -f '$(STATE)'/profile-*
-	@cp '$(BP)/config/profile.sh' '$(BUILD_DIR)/.profile.d/python-dotcloud.sh'
-	@$(DC).envfile '$(BUILD_DIR)'
-	@touch '$@'
+# The slug's copy of the environment (keyed like the layer it comes from), and the .profile.d
+# scripts: ours, and dotcloud.yml's environment: (PROFILE_KEY: service.json's content).
+PYTHON_STAMP := $(STATE)/python-$(USER_KEY)
+PROFILE_STAMP := $(STATE)/profile-$(PROFILE_KEY)
+profile: | $(PROFILE_STAMP)
 endif
 
 # nginx.mk before web.mk: configs copies files out of the nginx layer.
 include $(BP)/mk/nginx.mk $(BP)/mk/web.mk $(BP)/mk/hooks.mk $(BP)/mk/dist.mk
+
+ifneq ($(BUILD_DIR),)
+# --- the slug's steps ---------------------------------------------------------------------
+# Every build in a fresh directory makes these, layers cached or not: one stamp each, named after
+# what the step reads; one grouped target (GNU make 4.3), so that one process (dcbuild/slug.py)
+# runs whichever are missing, in this order: checks, profile, configs, approot (the environment's
+# hard links, python, being made in the background meanwhile), python, hooks.
+ifeq ($(filter grouped-target,$(.FEATURES)),)
+$(error GNU make 4.3 or newer is needed (grouped targets); this is make $(MAKE_VERSION))
+endif
+SLUG_STEPS := checks=$(CHECKS_STAMP) python=$(PYTHON_STAMP) profile=$(PROFILE_STAMP) configs=$(CONFIGS_STAMP) \
+  approot=$(APPROOT_STAMP) hooks=$(HOOKS_STAMP)
+# What they need, in this order: the packages first (make would take the layers, which .SECONDARY
+# makes intermediate files, after the nginx stamp otherwise), then nginx, then the bytecode.
+.PHONY: slug-inputs slug-layers
+slug-layers: | $(USER_LAYER)
+slug-inputs: | slug-layers $(NGINX_STAMP) $(RUNTIME_LIB)
+$(foreach step,$(SLUG_STEPS),$(lastword $(subst =, ,$(step)))) &: | slug-inputs
+	@$(DC_FAST_NOSITE).slug run '$(BUILD_DIR)' $(foreach step,$(SLUG_STEPS),--step '$(step)') \
+	  $(STATE_ARGS) --layer '$(USER_LAYER)' --runtime-lib '$(RUNTIME_LIB)' --python-key '$(USER_KEY)' \
+	  --env-dir '$(ENV_DIR)' --cache-dir '$(CACHE_DIR)' \
+	  --python-message 'Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS_LABEL),no requirements.txt)' \
+	  --used '$(LAYERS)/runtime-$(PY_KEY)' --used '$(DC_LAYER)' --used '$(USER_LAYER)' --used '$(RUNTIME_LIB)' \
+	  --used '$(CACHE)/runtimes/cpython-$(PY_KEY).tar.gz'
+endif
 
 # --- development ------------------------------------------------------------------------
 TEST_VENV := $(BP)/.venv-test
@@ -154,9 +181,12 @@ $(TEST_VENV)/.ok: $(BP)/tests/requirements.txt
 test: $(TEST_VENV)/.ok vendor lint
 	'$(TEST_VENV)/bin/python' -m pytest '$(BP)/tests'
 
-lint: $(TEST_VENV)/.ok
+# ruff, shellcheck, and `nginx -t` (the vendored nginx, built if missing) over our nginx template
+# rendered with sample values by the runtime's renderer.
+lint: $(TEST_VENV)/.ok | $(NGINX_VENDOR)
 	'$(TEST_VENV)/bin/ruff' check '$(BP)/lib' '$(BP)/tests'
 	'$(TEST_VENV)/bin/shellcheck' $$(grep -lE '^#!/(usr/)?bin/(env )?(ba)?sh' '$(BP)'/bin/* '$(BP)'/vendor/*/recipe* '$(BP)'/tests/*.sh)
+	PYTHON3='$(PYTHON3)' '$(BP)/tests/nginx_lint.sh' '$(NGINX_VENDOR)'
 
 # Rebuild vendor/python/manifest.tsv from the newest pbs-installer release on PyPI.
 .PHONY: python-manifest
@@ -168,7 +198,7 @@ python-manifest:
 # Build the bundled sample app (test/fixtures/sample) and serve it on $PORT (default 5000).
 SERVE_DIR := $(BP)/cache/serve
 # Developer targets may apt-get nginx's build dependencies (root only); bin/compile never does.
-serve test bench vendor: export DC_AUTO_APT := 1
+serve test bench soak vendor lint: export DC_AUTO_APT := 1
 PORT ?= 5000
 .PHONY: serve
 serve:
@@ -183,3 +213,10 @@ serve:
 .PHONY: bench
 bench: $(TEST_VENV)/.ok vendor
 	'$(TEST_VENV)/bin/python' '$(BP)/tests/bench.py'
+
+# The web process under 60 s of load per URL, then while a uWSGI worker is killed every 5 s
+# (a benchmark, not a test; exits 1 when a target is missed). SOAK_SECONDS, SOAK_WARMUP,
+# SOAK_CONNECTIONS and SOAK_KILL_EVERY change it (SOAK_SECONDS=10 SOAK_WARMUP=2: a short run).
+.PHONY: soak
+soak: $(TEST_VENV)/.ok vendor
+	CACHE_DIR='$(CACHE_DIR)' '$(TEST_VENV)/bin/python' '$(BP)/tests/soak.py'

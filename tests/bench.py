@@ -4,12 +4,16 @@ Not a test: it prints one table per part. Everything runs on this machine, offli
 network: the runtime comes from a local mirror, packages from a local index built once per run
 (so timings exclude the registry), nginx is vendored beforehand by `make vendor`.
 
-Compile: cold, warm, one pin changed, and plain `venv + pip install`, for two apps.
+Compile: cold, warm, one pin changed, and plain `venv + pip install`, for two apps, with each
+installer (uv, the default, and DC_INSTALLER=pip), so the gain shows as a ratio.
 Serving: the compiled sample slug (plus a static file) under `bin/dcweb`, loaded with `wrk` on
-127.0.0.1 for 10 s per target: `/` through nginx -> uWSGI, the static file through nginx, the
+127.0.0.1 for 10 s per target: `/` through nginx -> uWSGI (default settings, then the old
+defaults: 4 processes, uWSGI's request log on), the static file through nginx, the
 same app under gunicorn (4 sync workers, a venv of the same Python), and a bare nginx
 `return 200` with the vendored binary and our worker count (the ceiling). Then the time from
-starting `bin/dcweb` to the first 200 (median of 5), and the slug's size.
+starting `bin/dcweb` to the first 200 (median of 5), and the slug's size. Besides requests/s,
+each load gives the server's CPU time per request (all its processes): other work on the
+machine moves requests/s a lot and that figure much less.
 
     python tests/bench.py [--python X.Y.Z] [--part all|compile|serving]
 """
@@ -40,6 +44,7 @@ sys.path.insert(0, str(BP / "lib"))
 from dcbuild import localpython, manifest  # noqa: E402
 
 APPS = {"sample": "sample (1 package)", "bench_large": "larger (5 pins, 20 packages)"}
+ENGINES = ("uv", "pip")
 BUMP = {"sample": ("itsdangerous==2.2.0", "itsdangerous==2.1.2"),
         "bench_large": ("requests==2.32.3", "requests==2.32.4")}
 
@@ -107,7 +112,18 @@ class Bench:
                         PIP_INDEX_URL=self.index.as_uri())
         self.env.pop("PIP_FIND_LINKS", None)
 
-    def compile(self, app: str, cache: Path, tag: str, bump: bool = False) -> float:
+    def seed_tools(self, cache: Path) -> None:
+        """The pinned uv, fetched once per run: a cold build's time excludes the registry."""
+        from dcbuild import tools
+
+        exe = tools.uv(self.work / "tools-cache")
+        dest = cache / "python-dotcloud" / "tools"
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(exe, dest / exe.name)
+
+    def compile(self, app: str, cache: Path, tag: str, bump: bool = False, engine: str = "uv") -> float:
+        if not cache.exists():
+            self.seed_tools(cache)
         build = self.work / f"{app}-{tag}"
         shutil.copytree(FIXTURE / app, build)
         if bump:
@@ -115,7 +131,8 @@ class Bench:
             old, new = BUMP[app]
             req.write_text(req.read_text().replace(old, new))
         (build / "runtime.txt").write_text(f"python-{self.version}\n")
-        return timed([str(BP / "bin" / "compile"), str(build), str(cache)], cwd=build, env=self.env)
+        return timed([str(BP / "bin" / "compile"), str(build), str(cache)], cwd=build,
+                     env=dict(self.env, DC_INSTALLER=engine))
 
     def plain(self, app: str) -> float:
         venv = self.work / f"{app}-venv"
@@ -199,11 +216,30 @@ class Server:
 _UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
-def wrk(port: int, path: str) -> dict[str, float]:
-    """One bounded wrk run (after a 1 s warm-up): requests/s, p50 and p99 in ms, errors."""
+def session_cpu(sid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a session."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, path: str, sid: int) -> dict[str, float]:
+    """One bounded wrk run (after a 1 s warm-up): requests/s, p50 and p99 in ms, errors, and the
+    server's CPU time per request in microseconds (its session's processes: on a machine shared
+    with other work, a steadier measure of cost than requests/s)."""
     url = f"http://127.0.0.1:{port}{path}"
     run(["wrk", "-t2", "-c64", "-d1s", url], capture_output=True)
+    cpu = session_cpu(sid)
     out = run(["wrk", *WRK, url], capture_output=True, text=True, timeout=LOAD_SECONDS + 60).stdout
+    cpu = session_cpu(sid) - cpu
+    done = re.search(r"^\s*(\d+) requests in", out, re.M)
 
     def latency(pct: str) -> float:
         m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
@@ -213,7 +249,8 @@ def wrk(port: int, path: str) -> dict[str, float]:
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {"rps": float(rps.group(1)) if rps else float("nan"), "p50": latency("50"), "p99": latency("99"),
-            "errors": errors + (int(non2xx.group(1)) if non2xx else 0)}
+            "errors": errors + (int(non2xx.group(1)) if non2xx else 0),
+            "cpu_us": cpu / int(done.group(1)) * 1e6 if done and int(done.group(1)) else float("nan")}
 
 
 def ensure_wrk() -> None:
@@ -246,9 +283,9 @@ class Serving:
         (self.app / "runtime.txt").write_text(f"python-{self.bench.version}\n")
         timed([str(BP / "bin" / "compile"), str(self.app), str(self.cache)], cwd=self.app, env=self.bench.env)
 
-    def dcweb(self) -> Server:
+    def dcweb(self, **extra: str) -> Server:
         env = {"HOME": str(self.app), "PORT": str(free_port()), "TMPDIR": str(self.tmpdir), "PATH": "/usr/bin:/bin",
-               "LANG": "C.UTF-8"}
+               "LANG": "C.UTF-8", **extra}
         command = 'for f in .profile.d/*.sh; do . "$f"; done; exec bin/dcweb'
         return Server(["bash", "-c", command], self.app, env, self.work / "dcweb.log")
 
@@ -311,14 +348,21 @@ http {{
             workers = self.our_nginx_workers()
             if get(web.port, "/static/hello.txt") != 200:
                 sys.exit("bench: /static/hello.txt is not served")
-            loads["dynamic"] = wrk(web.port, "/")
-            loads["static"] = wrk(web.port, "/static/hello.txt")
+            loads["dynamic"] = wrk(web.port, "/", web.proc.pid)
+            loads["static"] = wrk(web.port, "/static/hello.txt", web.proc.pid)
+            found = re.findall(r"uWSGI processes: (\d+)", web.log.read_text(errors="replace"))
+            loads["dynamic"]["processes"] = float(found[-1]) if found else float("nan")
+        # The defaults before the serving work (dotCloud's 4 processes, uWSGI's request log on),
+        # for comparison; the access log stays buffered (not switchable).
+        with self.dcweb(WEB_CONCURRENCY="4", UWSGI_DISABLE_LOGGING="false") as web:
+            web.ready()
+            loads["old"] = wrk(web.port, "/", web.proc.pid)
         with self.gunicorn() as g:
             g.ready()
-            loads["gunicorn"] = wrk(g.port, "/")
+            loads["gunicorn"] = wrk(g.port, "/", g.proc.pid)
         with self.ceiling(workers) as c:
             c.ready()
-            loads["ceiling"] = wrk(c.port, "/")
+            loads["ceiling"] = wrk(c.port, "/", c.proc.pid)
         starts = []
         for _ in range(STARTS):
             with self.dcweb() as web:
@@ -331,18 +375,22 @@ def serving_tables(loads: dict[str, dict[str, float]], starts: list[float], work
         return loads[a]["rps"] / loads[b]["rps"]
 
     rows = [
-        ("dynamic", "`/` through nginx -> uWSGI (ours)",
+        ("dynamic", f"`/` through nginx -> uWSGI (ours, {loads['dynamic']['processes']:.0f} processes by default)",
          f"{ratio('dynamic', 'gunicorn'):.2f}x gunicorn (target >= 3); {ratio('dynamic', 'ceiling'):.2f}x ceiling"),
+        ("old", "`/`, 4 processes, uWSGI's request log on (the old uWSGI defaults)",
+         f"{ratio('old', 'gunicorn'):.2f}x gunicorn; ours is {ratio('dynamic', 'old'):.2f}x this"),
         ("static", "`/static/hello.txt` through nginx (ours)", f"{ratio('static', 'ceiling'):.2f}x ceiling"
          " (target >= 0.6)"),
         ("gunicorn", "`/` under gunicorn, 4 sync workers", ""),
         ("ceiling", f"nginx `return 200`, {workers} workers, no log (ceiling)", ""),
     ]
     out = [f"wrk {' '.join(WRK)} on 127.0.0.1, after a 1 s warm-up each.", "",
-           "| what | requests/s | p50 ms | p99 ms | errors | ratio |", "|---|---|---|---|---|---|"]
+           "| what | requests/s | p50 ms | p99 ms | errors | server CPU us/request | ratio |",
+           "|---|---|---|---|---|---|---|"]
     for key, label, note in rows:
         m = loads[key]
-        out.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']:.0f} | {note} |")
+        out.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']:.0f}"
+                   f" | {m['cpu_us']:.0f} | {note} |")
     tgz = len(subprocess.run(["tar", "-czf", "-", "-C", str(slug), "."], capture_output=True, check=True).stdout)
     out += ["", "| first 200 after starting bin/dcweb (median of 5) | min | max | slug MB | slug .tar.gz MB |",
             "|---|---|---|---|---|",
@@ -372,13 +420,14 @@ def main() -> int:
         bench.prepare()
         rows = []
         for app, label in (APPS if args.part != "serving" else {}).items():
-            cache = Path(tmp) / f"cache-{app}"
-            cold = bench.compile(app, cache, "cold")
-            warm = bench.compile(app, cache, "warm")
-            changed = bench.compile(app, cache, "changed", bump=True)
             plain = bench.plain(app)
-            size = du(Path(tmp) / f"{app}-warm")
-            rows.append((label, cold, warm, changed, plain, size))
+            for engine in ENGINES:  # the sample's uv cache (cache-sample) is the one serving uses
+                cache = Path(tmp) / (f"cache-{app}" if engine == "uv" else f"cache-{app}-{engine}")
+                cold = bench.compile(app, cache, f"{engine}-cold", engine=engine)
+                warm = bench.compile(app, cache, f"{engine}-warm", engine=engine)
+                changed = bench.compile(app, cache, f"{engine}-changed", bump=True, engine=engine)
+                size = du(Path(tmp) / f"{app}-{engine}-warm")
+                rows.append((label, engine, cold, warm, changed, plain, size))
         if rows:
             print_compile_table(rows)
         if args.part != "compile":
@@ -390,12 +439,20 @@ def main() -> int:
 
 def print_compile_table(rows) -> None:
     print()
-    print("| app | cold s | warm s | warm/cold | one pin changed s | changed/cold | venv+pip s |"
+    print("| app | installer | cold s | warm s | warm/cold | one pin changed s | changed/cold | venv+pip s |"
           " cold/plain | slug MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, cold, warm, changed, plain, size in rows:
-        print(f"| {label} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} | {changed:.2f} | {changed / cold:.2f}"
-              f" | {plain:.2f} | {cold / plain:.2f} | {size / 1e6:.0f} |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, engine, cold, warm, changed, plain, size in rows:
+        print(f"| {label} | {engine} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} | {changed:.2f}"
+              f" | {changed / cold:.2f} | {plain:.2f} | {cold / plain:.2f} | {size / 1e6:.0f} |")
+    by = {(label, engine): (cold, changed) for label, engine, cold, _w, changed, _p, _s in rows}
+    print()
+    print("| app | cold uv/pip | one pin changed uv/pip |")
+    print("|---|---|---|")
+    for label in dict.fromkeys(r[0] for r in rows):
+        if (label, "uv") in by and (label, "pip") in by:
+            (cu, chu), (cp, chp) = by[(label, "uv")], by[(label, "pip")]
+            print(f"| {label} | {cu / cp:.2f} | {chu / chp:.2f} |")
     print(flush=True)
 
 
