@@ -205,22 +205,27 @@ def slug_python(app, code: str):
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_path_and_file_url_requirements_survive_a_changed_requirement(tmp_path, runtimes, py312, installer):
     """The second build starts from the first one's packages and removes what is no longer
-    required: a wheel named by its path or by a file:// URL is still required."""
+    required: a wheel named by its path or by a file:// URL, an editable directory, are still required."""
     cache = runtimes.seed(tmp_path / "cache", py312)
     app = copy_fixture("sample", tmp_path / "app")
     (app / "runtime.txt").write_text(f"python-{py312}\n")
     by_path = local_wheel(app / "wheels", "dcbp-by-path", "1.0")
     by_url = local_wheel(app / "wheels", "dcbp-by-url", "2.0")
-    rest = f"./wheels/{by_path.name}\ndcbp-by-url @ {by_url.as_uri()}\n"
-    check = ("import dcbp_by_path, dcbp_by_url, itsdangerous, importlib.metadata as m\n"
-             "print(dcbp_by_path.VERSION, dcbp_by_url.VERSION, m.version('itsdangerous'))")
+    (app / "proj" / "dcbp_editable.py").parent.mkdir()
+    (app / "proj" / "dcbp_editable.py").write_text("VERSION = '3.0'\n")
+    (app / "proj" / "pyproject.toml").write_text(
+        '[project]\nname = "dcbp-editable"\nversion = "3.0"\n[tool.setuptools]\npy-modules = ["dcbp_editable"]\n'
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n')
+    rest = f"./wheels/{by_path.name}\ndcbp-by-url @ {by_url.as_uri()}\n-e ./proj\n"
+    check = ("import dcbp_by_path, dcbp_by_url, dcbp_editable, itsdangerous, importlib.metadata as m\n"
+             "print(dcbp_by_path.VERSION, dcbp_by_url.VERSION, dcbp_editable.VERSION, m.version('itsdangerous'))")
     for pin in ("2.2.0", "2.1.2"):
         (app / "requirements.txt").write_text(f"itsdangerous=={pin}\n{rest}")
         build = run_compile(app, cache, DC_INSTALLER=installer)
         assert build.returncode == 0, build
         res = slug_python(app, check)
         assert res.returncode == 0, f"{res.stderr}\n{build}"
-        assert res.stdout.split() == ["1.0", "2.0", pin]
+        assert res.stdout.split() == ["1.0", "2.0", "3.0", pin]
         removed = [line for line in build.stdout.splitlines() if "Removing packages no longer required" in line]
         assert not [line for line in removed if "dcbp" in line], build
 
