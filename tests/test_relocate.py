@@ -136,11 +136,17 @@ def test_moved_tree_rebinds_from_its_old_path(tmp_path):
     assert snapshot(root) == before
 
 
-def test_bind_through_a_symlink_uses_the_real_path(tmp_path):
-    root = make_root(tmp_path / "real")
-    (tmp_path / "link").symlink_to(tmp_path / "real")
+def test_bind_through_a_symlink_uses_the_given_path_when_it_is_safe(tmp_path):
+    """bin/compile reaches a directory with spaces through a link with a plain name."""
+    root = make_root(tmp_path / "real dir é")
+    (tmp_path / "link").symlink_to(tmp_path / "real dir é")
     relocate.bind(tmp_path / "link" / "python")
-    assert (root / relocate.MARKER).read_text().strip() == str(root.resolve())
+    assert (root / relocate.MARKER).read_text().strip() == str(tmp_path / "link" / "python")
+    relocate.unbind(tmp_path / "link" / "python")
+    safe = make_root(tmp_path / "real")
+    (tmp_path / "link with space").symlink_to(tmp_path / "real")
+    relocate.bind(tmp_path / "link with space" / "python")
+    assert (safe / relocate.MARKER).read_text().strip() == str(safe.resolve())
 
 
 def test_bind_never_writes_in_place(tmp_path):
