@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from dcbuild import log, reqs
@@ -260,8 +262,17 @@ def test_out_of_disk_space_does_not_blame_the_requirements(tmp_path):
         assert not [d for d in err.details if d.startswith("Fix ") or "Failed requirement" in d]
 
 
-def test_pylock_names_every_package_however_it_was_required():
-    text = ('lock-version = "1.0"\ncreated-by = "uv"\n\n[[packages]]\nname = "dcbp-local"\nversion = "1.0"\n'
-            'archive = { path = "wheels/dcbp_local-1.0-py3-none-any.whl" }\n\n[[packages]]\nname = "dcbp_Proj"\n'
-            'directory = { path = "proj", editable = true }\n\n[[packages]]\nname = "six"\nversion = "1.16.0"\n')
-    assert pip.pylock_names(text) == {"dcbp-local", "dcbp-proj", "six"}
+def test_compiled_names_count_path_and_url_lines_by_what_they_installed(tmp_path):
+    root = tmp_path / "python"
+    site = root / "lib" / "python3.12" / "site-packages"
+    for name, url in (("dcbp_local-1.0", (tmp_path / "app" / "wheels" / "dcbp_local-1.0-py3-none-any.whl").as_uri()),
+                      ("dcbp_Proj-0.1", (tmp_path / "app" / "proj").as_uri() + "/"),
+                      ("dcbp_url-2.0", "https://example.invalid/dcbp_url-2.0.tar.gz"),
+                      ("dcbp_gone-1.0", (tmp_path / "app" / "old.whl").as_uri())):
+        (site / f"{name}.dist-info").mkdir(parents=True)
+        (site / f"{name}.dist-info" / "direct_url.json").write_text(json.dumps({"url": url}))
+    text = ("six==1.16.0\n./wheels/dcbp_local-1.0-py3-none-any.whl\n-e proj\n"
+            "https://example.invalid/dcbp_url-2.0.tar.gz#egg=dcbp-url\nFlask[async]==3.0.3\n"
+            "dcbp-at @ file:///x/y.whl\n--index-url https://example.invalid/simple\n")
+    names = pip.compiled_names(text, root, [tmp_path / "app"])
+    assert names == {"six", "dcbp-local", "dcbp-proj", "dcbp-url", "flask", "dcbp-at"}

@@ -474,17 +474,42 @@ def bound_uv_cache(uv: Path, env: dict[str, str], limit_mb: int | None = None) -
     log.detail(f"uv's cache held {size >> 20} MB, over DC_UV_CACHE_MAX_MB={limit_mb}: {done}, {after >> 20} MB now")
 
 
-def pylock_names(text: str) -> set[str]:
-    """The (normalised) names of the packages in uv's pylock.toml output."""
-    try:
-        import tomllib
-    except ImportError:  # a build machine's Python 3.10: uv writes each name on the line after [[packages]]
-        return {_normal(m.group(1)) for m in re.finditer(r'^\[\[packages\]\]\s*\nname\s*=\s*"([^"]+)"', text, re.M)}
-    try:
-        packages = tomllib.loads(text).get("packages", [])
-    except tomllib.TOMLDecodeError as exc:
-        raise log.BuildError(f"uv's resolution (pylock.toml) could not be read: {exc}") from None
-    return {_normal(p["name"]) for p in packages if isinstance(p, dict) and isinstance(p.get("name"), str)}
+_PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:==|@)")
+
+
+def compiled_names(text: str, root: Path, bases: list[Path]) -> set[str]:
+    """The (normalised) names of the packages in ``uv pip compile`` output (requirements format).
+
+    A path, ``-e`` or URL line is printed as it was written, without a name: those count by
+    the installed distribution whose ``direct_url.json`` names the same file, directory or URL
+    (a relative path is tried against each of ``bases``). uv's pylock.toml format names them
+    all, but hashes every archive of a local or hash-less index on each run (seconds)."""
+    names: set[str] = set()
+    direct: set[str] = set()
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("-e ", "--editable ")):
+            line = line.split(None, 1)[1].strip()
+        elif line.startswith("-"):
+            continue
+        match = _PINNED.match(line)
+        if match:
+            names.add(_normal(match.group(1)))
+        elif "://" in line:
+            direct.add(line.split("#", 1)[0].rstrip("/"))
+        else:
+            direct.update((base / line).resolve().as_uri().rstrip("/") for base in bases)
+    if direct:
+        for info in root.glob("lib/python3*/site-packages/*.dist-info"):
+            try:
+                url = json.loads((info / "direct_url.json").read_text()).get("url", "")
+            except (OSError, ValueError):
+                continue
+            if url.rstrip("/") in direct:
+                names.add(_normal(_wheel_key(info.name[: -len(".dist-info")])[0]))
+    return names
 
 
 def _uv_install(uv: Path, root: Path, requirement: str, cwd: Path, env: dict[str, str], label: str,
@@ -501,15 +526,14 @@ def _uv_install(uv: Path, root: Path, requirement: str, cwd: Path, env: dict[str
     if keep_from is None:
         return
     # What the requirements alone resolve to (as if nothing were installed), plus the dcreqs layer.
-    # pylock.toml names every package, also those a path, URL or -e line brings (the
-    # requirements.txt format prints such lines as they were written, without a name).
     res = subprocess.run([str(uv), "pip", "compile", "--python", python, "--quiet", "--no-header",
-                          "--format", "pylock.toml", requirement], cwd=cwd, env=env, capture_output=True,
+                          "--no-annotate", requirement], cwd=cwd, env=env, capture_output=True,
                          text=True, errors="replace")
     if res.returncode != 0:
         sys.stdout.write("".join(log.INDENT + line + "\n" for line in (res.stderr or res.stdout).splitlines()))
         raise _uv_fail(res.stderr + res.stdout, requirement, cwd, label)
-    keep = pylock_names(res.stdout) | _installed(keep_from) | {"pip", "setuptools", "wheel"}
+    bases = [cwd, (cwd / requirement).parent]
+    keep = compiled_names(res.stdout, root, bases) | _installed(keep_from) | {"pip", "setuptools", "wheel"}
     extras = sorted(_installed(root) - keep)
     if not extras:
         return
