@@ -32,6 +32,8 @@ from pathlib import Path
 
 import bench
 
+from conftest import session_pids
+
 BP = bench.BP
 SECONDS = int(os.environ.get("SOAK_SECONDS") or 60)
 WARMUP = int(os.environ.get("SOAK_WARMUP") or 10)
@@ -75,23 +77,10 @@ def wrk(port: int, path: str, seconds: int, label: str) -> Load:
                 sum(map(int, errors.groups())) if errors else 0, int(non_2xx.group(1)) if non_2xx else 0)
 
 
-def session(pid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[3]) == pid and fields[0] != "Z":
-                pids.append(int(entry.name))
-    return pids
-
-
 def rss(pid: int) -> tuple[int, int]:
     """(summed VmRSS in bytes, number of processes) of the web process's session."""
     total = count = 0
-    for member in session(pid):
+    for member in session_pids(pid):
         try:
             status = Path(f"/proc/{member}/status").read_text()
         except OSError:
@@ -105,7 +94,7 @@ def rss(pid: int) -> tuple[int, int]:
 
 def uwsgi_workers(pid: int) -> list[int]:
     rows = {}
-    for member in session(pid):
+    for member in session_pids(pid):
         try:
             ppid = int(Path(f"/proc/{member}/stat").read_text().rsplit(")", 1)[1].split()[1])
             cmdline = Path(f"/proc/{member}/cmdline").read_bytes()

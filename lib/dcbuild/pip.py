@@ -185,14 +185,16 @@ def wheelhouse_applies(files: list[Path]) -> bool:
     return True
 
 
-def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True) -> tuple[int, str]:
+def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True,
+            quiet: tuple[str, ...] = ("Requirement already satisfied",)) -> tuple[int, str]:
+    """Run an installer, its lines indented (but those starting with one of ``quiet``)."""
     proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, errors="replace")
     captured = []
     assert proc.stdout is not None
     for line in proc.stdout:
         captured.append(line)
-        if show and not line.startswith("Requirement already satisfied"):
+        if show and not line.startswith(quiet):
             sys.stdout.write(log.INDENT + line.rstrip("\n") + "\n")
             sys.stdout.flush()
     return proc.wait(), "".join(captured)
@@ -427,16 +429,7 @@ def _uv_fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildE
 
 def _stream_uv(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True) -> tuple[int, str]:
     """Run uv; its lines indented, without the one naming the (temporary) environment's path."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, errors="replace")
-    captured = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        captured.append(line)
-        if show and not line.startswith(("Using Python ", "Audited ")):
-            sys.stdout.write(log.INDENT + line.rstrip("\n") + "\n")
-            sys.stdout.flush()
-    return proc.wait(), "".join(captured)
+    return _stream(cmd, cwd, env, show, quiet=("Using Python ", "Audited "))
 
 
 def _size(root: Path) -> int:
