@@ -6,14 +6,17 @@ under the base temp directory's parent, which all pytest-xdist workers share.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,3 +173,27 @@ def py312() -> Version:
     if version is None:
         pytest.skip("no local CPython 3.12 on this machine")
     return version
+
+
+def make_wheel(dest: Path, name: str, version: str, payload: bytes = b"") -> Path:
+    """A minimal pure-Python wheel (for a local index the tests control)."""
+    mod = name.replace("-", "_")
+    info = f"{mod}-{version}.dist-info"
+    files = {
+        f"{mod}.py": f"VERSION = {version!r}\n".encode(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: dcbp-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    if payload:
+        files[f"{mod}_data.bin"] = payload
+    record = "".join(
+        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
+        for path, data in files.items()
+    ) + f"{info}/RECORD,,\n"
+    files[f"{info}/RECORD"] = record.encode()
+    path = dest / f"{mod}-{version}-py3-none-any.whl"
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name_, data in files.items():
+            zf.writestr(name_, data)
+    return path

@@ -33,9 +33,7 @@ The matrix (case -> behaviour -> test):
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import http.client
 import os
 import pwd
@@ -44,12 +42,11 @@ import shutil
 import subprocess
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 
-from conftest import BP, Build, build_env, copy_fixture, free_port, kill_session, run_compile
+from conftest import BP, Build, build_env, copy_fixture, free_port, kill_session, make_wheel, run_compile
 from dcbuild import configvars
 
 ERROR = " !     Error: "
@@ -97,30 +94,6 @@ def assert_all_cached(build: Build) -> None:
     for line in (CACHED_PYTHON, CACHED_DCREQS, CACHED_PACKAGES):
         assert line in build.stdout, build
     assert "-----> Installing" not in build.stdout.replace("-----> Installing runtime configs", ""), build
-
-
-def wheel(dest: Path, name: str, version: str, payload: bytes = b"") -> Path:
-    """A minimal pure-Python wheel (for a local index the tests control)."""
-    mod = name.replace("-", "_")
-    info = f"{mod}-{version}.dist-info"
-    files = {
-        f"{mod}.py": f"VERSION = {version!r}\n".encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: dcbp-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    if payload:
-        files[f"{mod}_data.bin"] = payload
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for path, data in files.items()
-    ) + f"{info}/RECORD,,\n"
-    files[f"{info}/RECORD"] = record.encode()
-    path = dest / f"{mod}-{version}-py3-none-any.whl"
-    dest.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
-        for name_, data in files.items():
-            zf.writestr(name_, data)
-    return path
 
 
 def local_index(root: Path, wheels: list[Path]) -> str:
@@ -261,7 +234,7 @@ def test_bad_requirements(tmp_path, runtimes, py312, installer):
     good = (app / "requirements.txt").read_text()
     before = published(cache)
     # An index the test controls (no network for the failures): one project with two versions.
-    wheels = [wheel(tmp_path / "wheels", "dcbp-pin", "1.0"), wheel(tmp_path / "wheels", "dcbp-pin", "2.0")]
+    wheels = [make_wheel(tmp_path / "wheels", "dcbp-pin", "1.0"), make_wheel(tmp_path / "wheels", "dcbp-pin", "2.0")]
     index = local_index(tmp_path / "index", wheels)
     cases = [
         ({"requirements.txt": good + "dcbp-nowhere==1.0\n"},
@@ -538,7 +511,7 @@ def test_disk_fills_up_during_the_install(tmp_path, runtimes, py312):
         assert first.returncode == 0, first
         before = published(cache)
         # A requirements.txt of 4 MB that cannot be compressed, then a disk with 1 MB left.
-        big = wheel(app / "wheels", "dcbp-big", "1.0", payload=os.urandom(4 << 20))
+        big = make_wheel(app / "wheels", "dcbp-big", "1.0", payload=os.urandom(4 << 20))
         (app / "requirements.txt").write_text(f"./wheels/{big.name}\n")
         filler = fill(cache, leave_kb=1024)
         build = run_compile(app, cache, DC_CACHE_MIN_FREE_MB="0")

@@ -58,7 +58,7 @@ def test_urls_and_comments_are_not_files(tmp_path):
 
 # --- the installer: uv (default) or pip -----------------------------------------------------
 
-from conftest import copy_fixture, run_compile  # noqa: E402
+from conftest import copy_fixture, make_wheel, run_compile  # noqa: E402
 from dcbuild import pip  # noqa: E402
 
 
@@ -172,30 +172,6 @@ def test_uv_cache_is_kept_under_its_limit(tmp_path, runtimes, py312):
     assert res.returncode == 0, res.stderr
 
 
-def local_wheel(dest, name: str, version: str):
-    """A minimal pure-Python wheel: module ``name`` (dashes as underscores) with ``VERSION``."""
-    import base64
-    import hashlib
-    import zipfile
-
-    mod = name.replace("-", "_")
-    info = f"{mod}-{version}.dist-info"
-    files = {
-        f"{mod}.py": f"VERSION = {version!r}\n".encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: dcbp-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    files[f"{info}/RECORD"] = ("".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for path, data in files.items()) + f"{info}/RECORD,,\n").encode()
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / f"{mod}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for member, data in files.items():
-            zf.writestr(member, data)
-    return path
-
-
 def slug_python(app, code: str):
     import subprocess
 
@@ -211,8 +187,8 @@ def test_path_and_file_url_requirements_survive_a_changed_requirement(tmp_path, 
     cache = runtimes.seed(tmp_path / "cache", py312)
     app = copy_fixture("sample", tmp_path / "app")
     (app / "runtime.txt").write_text(f"python-{py312}\n")
-    by_path = local_wheel(app / "wheels", "dcbp-by-path", "1.0")
-    by_url = local_wheel(app / "wheels", "dcbp-by-url", "2.0")
+    by_path = make_wheel(app / "wheels", "dcbp-by-path", "1.0")
+    by_url = make_wheel(app / "wheels", "dcbp-by-url", "2.0")
     (app / "proj" / "dcbp_editable.py").parent.mkdir()
     (app / "proj" / "dcbp_editable.py").write_text("VERSION = '3.0'\n")
     (app / "proj" / "pyproject.toml").write_text(
