@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +198,13 @@ def make_wheel(dest: Path, name: str, version: str, payload: bytes = b"") -> Pat
         for name_, data in files.items():
             zf.writestr(name_, data)
     return path
+
+
+@pytest.fixture
+def world_dir():
+    """A fresh directory under /tmp that ``nobody`` can traverse (pytest's tmp_path is 0700 under
+    root, and nginx's workers run as nobody there)."""
+    path = Path(tempfile.mkdtemp(prefix="dcbp-world-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)

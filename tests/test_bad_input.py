@@ -114,15 +114,6 @@ def local_index(root: Path, wheels: list[Path]) -> str:
     return root.as_uri() + "/"
 
 
-@pytest.fixture
-def world_dir():
-    """A world-traversable directory under /tmp (nginx's workers run as nobody when root)."""
-    path = Path(tempfile.mkdtemp(prefix="dcbi-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @contextlib.contextmanager
 def tmpfs(where: Path, size: str):
     if os.geteuid() != 0:

@@ -20,10 +20,8 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -232,17 +230,6 @@ def serve_and_check(home: Path, run_dir: Path, user: str | None) -> None:
     assert "[emerg]" not in log and "[alert]" not in log, log
     assert "PCRE JIT" not in log, log  # no "JIT support is not available" warning
     assert "GET /hello.txt" in (run_dir / "access.log").read_text()
-
-
-@pytest.fixture
-def world_dir() -> Iterator[Path]:
-    """A directory that ``nobody`` can traverse (pytest's tmp_path is 0700 under root)."""
-    path = Path(tempfile.mkdtemp(prefix="nginx-test-"))
-    path.chmod(0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,7 @@ def test_urls_and_comments_are_not_files(tmp_path):
 
 from conftest import copy_fixture, make_wheel, run_compile  # noqa: E402
 from dcbuild import pip  # noqa: E402
+from dcbuild.cache import tree_size  # noqa: E402
 
 
 def test_installer_from_config_var_wins_over_environment(tmp_path, monkeypatch):
@@ -164,7 +165,7 @@ def test_uv_cache_is_kept_under_its_limit(tmp_path, runtimes, py312):
     assert build.returncode == 0, build
     assert "       uv's cache held " in build.stdout and "over DC_UV_CACHE_MAX_MB=0: emptied, 0 MB now" in build.stdout
     uv_cache = cache / "python-dotcloud" / "uv"
-    assert not uv_cache.exists() or pip._size(uv_cache) == 0
+    assert not uv_cache.exists() or tree_size(uv_cache) == 0
     import subprocess
 
     res = subprocess.run([str(app / ".dotcloud/python/bin/python3"), "-I", "-c", "import itsdangerous, supervisor"],

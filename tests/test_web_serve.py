@@ -19,7 +19,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -61,12 +60,9 @@ def web_builder(shared_dir, runtimes):
 
 
 @pytest.fixture
-def place():
+def place(world_dir):
     """A fresh world-traversable directory under /tmp for one test's slug and TMPDIR."""
-    path = Path(tempfile.mkdtemp(prefix="dcwt-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    return world_dir
 
 
 @pytest.fixture

@@ -97,16 +97,21 @@ def prune(cache: Path, keep: int) -> list[Path]:
     return removed + prune_wheels(cache) + prune_checks(cache) + prune_pycache(cache)
 
 
-def prune_pycache(cache: Path, limit_mb: int = 64) -> list[Path]:
-    """The build's own bytecode (``pycache``, see dcbuild.slug): a tree per buildpack location,
-    which a platform may change at every build; past the limit it goes, and one build remakes it."""
-    root = cache / "pycache"
+def tree_size(root: Path) -> int:
+    """The bytes of the files under ``root`` (links not followed; 0 if it does not exist)."""
     size = 0
     for folder, _, files in os.walk(root):
         for name in files:
             with contextlib.suppress(OSError):
-                size += os.stat(os.path.join(folder, name)).st_size
-    if size <= limit_mb << 20:
+                size += os.lstat(os.path.join(folder, name)).st_size
+    return size
+
+
+def prune_pycache(cache: Path, limit_mb: int = 64) -> list[Path]:
+    """The build's own bytecode (``pycache``, see dcbuild.slug): a tree per buildpack location,
+    which a platform may change at every build; past the limit it goes, and one build remakes it."""
+    root = cache / "pycache"
+    if tree_size(root) <= limit_mb << 20:
         return []
     shutil.rmtree(root, ignore_errors=True)
     return [root]

@@ -432,17 +432,6 @@ def _stream_uv(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True
     return _stream(cmd, cwd, env, show, quiet=("Using Python ", "Audited "))
 
 
-def _size(root: Path) -> int:
-    total = 0
-    for folder, _, files in os.walk(root):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                continue
-    return total
-
-
 def bound_uv_cache(uv: Path, env: dict[str, str], limit_mb: int | None = None) -> None:
     """Keep uv's cache under ``DC_UV_CACHE_MAX_MB`` (default 2048): past it, ``uv cache prune``,
     then, if that is not enough, ``uv cache clean``. The layers keep their files (hard links or
@@ -454,14 +443,16 @@ def bound_uv_cache(uv: Path, env: dict[str, str], limit_mb: int | None = None) -
             limit_mb = int(os.environ.get("DC_UV_CACHE_MAX_MB", "2048"))
         except ValueError:
             limit_mb = 2048
+    from .cache import tree_size
+
     root = Path(env["UV_CACHE_DIR"])
-    size = _size(root)
+    size = tree_size(root)
     if size <= limit_mb << 20:
         return
     after, done = size, ""
     for action, past in (("prune", "pruned"), ("clean", "emptied")):
         subprocess.run([str(uv), "cache", action], env=env, capture_output=True, check=False)
-        after, done = _size(root), past
+        after, done = tree_size(root), past
         if after <= limit_mb << 20:
             break
     log.detail(f"uv's cache held {size >> 20} MB, over DC_UV_CACHE_MAX_MB={limit_mb}: {done}, {after >> 20} MB now")
