@@ -212,7 +212,7 @@ serve:
 # Compile and serving figures, side by side in one run (a benchmark, not a test).
 .PHONY: bench
 bench: $(TEST_VENV)/.ok vendor
-	'$(TEST_VENV)/bin/python' '$(BP)/tests/bench.py'
+	'$(TEST_VENV)/bin/python' '$(BP)/tests/bench.py' $(BENCH_ARGS)
 
 # The web process under 60 s of load per URL, then while a uWSGI worker is killed every 5 s
 # (a benchmark, not a test; exits 1 when a target is missed). SOAK_SECONDS, SOAK_WARMUP,

@@ -151,6 +151,8 @@ FIXTURE = BP / "test" / "fixtures"
 LOAD_SECONDS = 10
 WRK = ["-t2", "-c64", f"-d{LOAD_SECONDS}s", "--latency"]
 STARTS = 5
+ROUNDS = 3
+WARM_RUNS = 3
 STATIC_BODY = "Hello from a static file.\n"
 
 
@@ -281,13 +283,15 @@ class Serving:
         (self.app / "static").mkdir()
         (self.app / "static" / "hello.txt").write_text(STATIC_BODY)
         (self.app / "runtime.txt").write_text(f"python-{self.bench.version}\n")
+        if not self.cache.exists():  # --part serving: no compile rows before
+            self.bench.seed_tools(self.cache)
         timed([str(BP / "bin" / "compile"), str(self.app), str(self.cache)], cwd=self.app, env=self.bench.env)
 
-    def dcweb(self, **extra: str) -> Server:
+    def dcweb(self, log: str = "dcweb", **extra: str) -> Server:
         env = {"HOME": str(self.app), "PORT": str(free_port()), "TMPDIR": str(self.tmpdir), "PATH": "/usr/bin:/bin",
                "LANG": "C.UTF-8", **extra}
         command = 'for f in .profile.d/*.sh; do . "$f"; done; exec bin/dcweb'
-        return Server(["bash", "-c", command], self.app, env, self.work / "dcweb.log")
+        return Server(["bash", "-c", command], self.app, env, self.work / f"{log}.log")
 
     def our_nginx_workers(self) -> int:
         for conf in self.tmpdir.glob("dcweb.*/nginx.conf"):
@@ -339,30 +343,31 @@ http {{
         return Server([str(nginx), "-p", f"{d}/", "-e", "stderr", "-c", str(d / "nginx.conf")], d,
                       {"PATH": "/usr/bin:/bin", "PORT": str(port)}, self.work / "ceiling.log", stop=signal.SIGQUIT)
 
-    def measure(self) -> tuple[dict[str, dict[str, float]], list[float], int]:
+    def measure(self) -> tuple[dict[str, list[dict[str, float]]], list[float], int]:
+        """Every server up at once, then ROUNDS rounds of one wrk run per row, in turn: a ratio
+        is taken between runs seconds apart, not minutes (this machine's speed drifts by 20-30%
+        from one minute to the next). An idle server costs the others nothing."""
         ensure_wrk()
         self.compile()
-        loads: dict[str, dict[str, float]] = {}
-        with self.dcweb() as web:
-            web.ready()
+        loads: dict[str, list[dict[str, float]]] = {}
+        # The defaults before the serving work (dotCloud's 4 processes, uWSGI's request log on),
+        # for comparison; the access log stays buffered (not switchable).
+        with self.dcweb() as web, self.dcweb("old", WEB_CONCURRENCY="4", UWSGI_DISABLE_LOGGING="false") as old, \
+                self.gunicorn() as g:
+            for server in (web, old, g):
+                server.ready()
             workers = self.our_nginx_workers()
             if get(web.port, "/static/hello.txt") != 200:
                 sys.exit("bench: /static/hello.txt is not served")
-            loads["dynamic"] = wrk(web.port, "/", web.proc.pid)
-            loads["static"] = wrk(web.port, "/static/hello.txt", web.proc.pid)
+            with self.ceiling(workers) as c:
+                c.ready()
+                rows = {"dynamic": (web, "/"), "static": (web, "/static/hello.txt"), "old": (old, "/"),
+                        "gunicorn": (g, "/"), "ceiling": (c, "/")}
+                for _ in range(ROUNDS):
+                    for key, (server, path) in rows.items():
+                        loads.setdefault(key, []).append(wrk(server.port, path, server.proc.pid))
             found = re.findall(r"uWSGI processes: (\d+)", web.log.read_text(errors="replace"))
-            loads["dynamic"]["processes"] = float(found[-1]) if found else float("nan")
-        # The defaults before the serving work (dotCloud's 4 processes, uWSGI's request log on),
-        # for comparison; the access log stays buffered (not switchable).
-        with self.dcweb(WEB_CONCURRENCY="4", UWSGI_DISABLE_LOGGING="false") as web:
-            web.ready()
-            loads["old"] = wrk(web.port, "/", web.proc.pid)
-        with self.gunicorn() as g:
-            g.ready()
-            loads["gunicorn"] = wrk(g.port, "/", g.proc.pid)
-        with self.ceiling(workers) as c:
-            c.ready()
-            loads["ceiling"] = wrk(c.port, "/", c.proc.pid)
+            loads["dynamic"][0]["processes"] = float(found[0]) if found else float("nan")
         starts = []
         for _ in range(STARTS):
             with self.dcweb() as web:
@@ -370,27 +375,33 @@ http {{
         return loads, starts, workers
 
 
-def serving_tables(loads: dict[str, dict[str, float]], starts: list[float], workers: int, slug: Path) -> str:
-    def ratio(a: str, b: str) -> float:
-        return loads[a]["rps"] / loads[b]["rps"]
+def serving_tables(loads: dict[str, list[dict[str, float]]], starts: list[float], workers: int, slug: Path) -> str:
+    def ratio(a: str, b: str) -> str:
+        """The median of the rounds' ratios, and their range."""
+        each = [x["rps"] / y["rps"] for x, y in zip(loads[a], loads[b])]
+        return f"{statistics.median(each):.2f}x {b} ({min(each):.2f}-{max(each):.2f})"
+
+    def median(key: str, field: str) -> float:
+        return statistics.median(run[field] for run in loads[key])
 
     rows = [
-        ("dynamic", f"`/` through nginx -> uWSGI (ours, {loads['dynamic']['processes']:.0f} processes by default)",
-         f"{ratio('dynamic', 'gunicorn'):.2f}x gunicorn (target >= 3); {ratio('dynamic', 'ceiling'):.2f}x ceiling"),
+        ("dynamic", f"`/` through nginx -> uWSGI (ours, {loads['dynamic'][0]['processes']:.0f} processes by default)",
+         f"{ratio('dynamic', 'gunicorn')}, target >= 3; {ratio('dynamic', 'ceiling')}"),
         ("old", "`/`, 4 processes, uWSGI's request log on (the old uWSGI defaults)",
-         f"{ratio('old', 'gunicorn'):.2f}x gunicorn; ours is {ratio('dynamic', 'old'):.2f}x this"),
-        ("static", "`/static/hello.txt` through nginx (ours)", f"{ratio('static', 'ceiling'):.2f}x ceiling"
-         " (target >= 0.6)"),
+         f"{ratio('old', 'gunicorn')}; ours is {ratio('dynamic', 'old').replace('x old', 'x this')}"),
+        ("static", "`/static/hello.txt` through nginx (ours)", f"{ratio('static', 'ceiling')}, target >= 0.6"),
         ("gunicorn", "`/` under gunicorn, 4 sync workers", ""),
         ("ceiling", f"nginx `return 200`, {workers} workers, no log (ceiling)", ""),
     ]
-    out = [f"wrk {' '.join(WRK)} on 127.0.0.1, after a 1 s warm-up each.", "",
+    out = [f"wrk {' '.join(WRK)} on 127.0.0.1, after a 1 s warm-up each; {ROUNDS} rounds, the rows in turn"
+           " in each. Medians over the rounds; a ratio is the median of the rounds' ratios (their range in"
+           " brackets).", "",
            "| what | requests/s | p50 ms | p99 ms | errors | server CPU us/request | ratio |",
            "|---|---|---|---|---|---|---|"]
     for key, label, note in rows:
-        m = loads[key]
-        out.append(f"| {label} | {m['rps']:.0f} | {m['p50']:.2f} | {m['p99']:.2f} | {m['errors']:.0f}"
-                   f" | {m['cpu_us']:.0f} | {note} |")
+        errors = sum(run["errors"] for run in loads[key])
+        out.append(f"| {label} | {median(key, 'rps'):.0f} | {median(key, 'p50'):.2f} | {median(key, 'p99'):.2f}"
+                   f" | {errors:.0f} | {median(key, 'cpu_us'):.0f} | {note} |")
     tgz = len(subprocess.run(["tar", "-czf", "-", "-C", str(slug), "."], capture_output=True, check=True).stdout)
     out += ["", "| first 200 after starting bin/dcweb (median of 5) | min | max | slug MB | slug .tar.gz MB |",
             "|---|---|---|---|---|",
@@ -424,9 +435,11 @@ def main() -> int:
             for engine in ENGINES:  # the sample's uv cache (cache-sample) is the one serving uses
                 cache = Path(tmp) / (f"cache-{app}" if engine == "uv" else f"cache-{app}-{engine}")
                 cold = bench.compile(app, cache, f"{engine}-cold", engine=engine)
-                warm = bench.compile(app, cache, f"{engine}-warm", engine=engine)
+                # A warm build is short and the machine's speed drifts: the median of three.
+                warm = statistics.median(bench.compile(app, cache, f"{engine}-warm{i}", engine=engine)
+                                         for i in range(WARM_RUNS))
                 changed = bench.compile(app, cache, f"{engine}-changed", bump=True, engine=engine)
-                size = du(Path(tmp) / f"{app}-{engine}-warm")
+                size = du(Path(tmp) / f"{app}-{engine}-warm0")
                 rows.append((label, engine, cold, warm, changed, plain, size))
         if rows:
             print_compile_table(rows)
@@ -439,8 +452,8 @@ def main() -> int:
 
 def print_compile_table(rows) -> None:
     print()
-    print("| app | installer | cold s | warm s | warm/cold | one pin changed s | changed/cold | venv+pip s |"
-          " cold/plain | slug MB |")
+    print(f"| app | installer | cold s | warm s (median of {WARM_RUNS}) | warm/cold | one pin changed s | changed/cold"
+          " | venv+pip s | cold/plain | slug MB |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, engine, cold, warm, changed, plain, size in rows:
         print(f"| {label} | {engine} | {cold:.2f} | {warm:.2f} | {warm / cold:.2f} | {changed:.2f}"

@@ -122,18 +122,25 @@ def test_uwsgi_options_precedence():
     config = {"uwsgi_processes": 2, "uwsgi_buffer_size": "16384", "uwsgi_harakiri": 30,
               "uwsgi_enable_threads": True, "uwsgi_single_interpreter": "false", "uwsgi_memory_report": "yes"}
     assert uwsgiconf.options(config, {}) == {
-        "harakiri": "30", "enable-threads": "true", "memory-report": "true", "processes": "2", "buffer-size": "16384"}
+        "harakiri": "30", "enable-threads": "true", "memory-report": "true", "processes": "2", "buffer-size": "16384",
+        "thunder-lock": "true"}
     # The default count is the container's (tests/test_web_concurrency.py); uWSGI's request log is
     # off unless memory-report (whose line is part of it) is on.
     cores = str(concurrency.limits({}).workers())
+    lock = {"thunder-lock": "true"} if int(cores) > 1 else {}
     assert uwsgiconf.options({}, {}) == {
-        "harakiri": "60", "processes": cores, "disable-logging": "true", "buffer-size": "8192"}
+        "harakiri": "60", "processes": cores, "disable-logging": "true", "buffer-size": "8192", **lock}
+    # accept() is serialized when more than one process shares the socket (the count that runs).
+    assert "thunder-lock" not in uwsgiconf.options({"uwsgi_processes": 1}, {})
+    assert "thunder-lock" not in uwsgiconf.options(config, {"UWSGI_PROCESSES": "1"})
+    assert uwsgiconf.options({"uwsgi_processes": 1}, {"UWSGI_PROCESSES": "3"})["thunder-lock"] == "true"
+    assert "thunder-lock" not in uwsgiconf.options(config, {"UWSGI_THUNDER_LOCK": "false"})
     # WEB_CONCURRENCY beats dotcloud.yml; UWSGI_<OPTION> beats both (left out of the ini file).
     assert uwsgiconf.options(config, {"WEB_CONCURRENCY": "3"})["processes"] == "3"
     out = uwsgiconf.options(config, {"WEB_CONCURRENCY": "3", "UWSGI_PROCESSES": "5", "UWSGI_HARAKIRI": "9"})
     assert "processes" not in out and "harakiri" not in out
     assert uwsgiconf.options({"uwsgi_harakiri": 0}, {"UWSGI_DISABLE_LOGGING": "false"}) == {
-        "processes": cores, "buffer-size": "8192"}
+        "processes": cores, "buffer-size": "8192", **lock}
     assert uwsgiconf.ini_text({"processes": "2"}).splitlines()[1:] == ["[uwsgi]", "processes = 2"]
     assert uwsgiconf.conflicts({"UWSGI_HARAKIRI": "9", "UWSGI_PYTHONPATH": "lib"}) == []
     assert uwsgiconf.conflicts({"UWSGI_MODULE": "app:app"}) == [
@@ -393,10 +400,10 @@ def test_dotcloud_web_service(slug, web):
     # Error pages and maintenance from current/static/.
     assert w.request("/static/missing.txt")[0:3:2] == (404, b"custom not found\n")
     (app / "maintenance").touch()
-    assert w.request("/static/hello.txt")[0:3:2] == (503, b"custom unavailable\n")
-    assert w.request("/env-file")[0] == 503
+    assert w.wait_status("/static/hello.txt", 503)[2] == b"custom unavailable\n"
+    w.wait_status("/env-file", 503)
     (app / "maintenance").unlink()
-    assert w.request("/static/hello.txt")[0] == 200
+    w.wait_status("/static/hello.txt", 200)
 
     # processes: (sh runs the command from a file: its ; # % survive) and the app's own
     # supervisord.conf written for dotCloud (/home/dotcloud, ~/env, /var/log/supervisor, user=dotcloud).

@@ -139,6 +139,17 @@ class Web:
         finally:
             conn.close()
 
+    def wait_status(self, path: str, status: int, timeout: float = 5.0):
+        """The first answer on ``path`` with ``status``: nginx sees a file appear or go (the
+        maintenance file) within a second (open_file_cache_valid), per worker."""
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = self.request(path)
+            if answer[0] == status or time.monotonic() > deadline:
+                assert answer[0] == status, f"{path}: still {answer[0]} after {timeout}s, not {status}"
+                return answer
+            time.sleep(0.1)
+
     def wait_ready(self, timeout: float = 30.0) -> float:
         """Seconds from start to the first 200 on /."""
         deadline = time.monotonic() + timeout
@@ -223,9 +234,9 @@ def test_plain_app_serves_logs_and_stops_cleanly(slug, web):
     w.wait_for('"GET / HTTP/1.1" 200 21 "-" "dcweb-tests"')
     assert "uwsgi | " in w.output and "WSGI app 0 (mountpoint='') ready" in w.output
     (app / "maintenance").touch()
-    assert w.request("/")[0] == 503
+    w.wait_status("/", 503)
     (app / "maintenance").unlink()
-    assert w.request("/")[0] == 200
+    w.wait_status("/", 200)
     print(f"first 200 after {ready:.2f}s")
     assert_clean_stop(w)
 

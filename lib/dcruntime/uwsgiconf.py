@@ -9,6 +9,7 @@ environment. So an option the environment sets is left out of the file, and the 
 
 The default process count comes from the container's CPUs and memory limit
 (``dcruntime.concurrency``); ``processes_note`` says at start which one is used and why.
+With more than one process, accept() is serialized (``thunder-lock``).
 uWSGI's per-request log is off (``disable-logging``): nginx logs every request already, and a
 second line per request through supervisord costs throughput. ``UWSGI_DISABLE_LOGGING=false``
 turns it back on; dotcloud.yml's ``uwsgi_memory_report`` does too (its line is part of it).
@@ -111,6 +112,12 @@ def options(config: Mapping[str, object], environ: Mapping[str, str]) -> dict[st
     if "memory-report" not in values:
         values["disable-logging"] = "true"
     values["buffer-size"] = str(_number(buffer_size[0], buffer_size[1] or "buffer-size", 1, MAX_BUFFER_SIZE))
+    # Several workers share the socket: without a lock on accept(), every new connection wakes
+    # all of them and all but one find nothing (one failed accept() and a context switch per
+    # worker per request, counted with strace). uWSGI's docs advise it for this case.
+    running = environ.get(env_name("processes"), "").strip() or values["processes"]
+    if not running.isdigit() or int(running) > 1:
+        values["thunder-lock"] = "true"
     return {k: v for k, v in values.items() if env_name(k) not in environ}
 
 
