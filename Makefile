@@ -38,8 +38,11 @@ CACHE := $(CACHE_DIR)/python-dotcloud
 LAYERS := $(CACHE)/layers
 SLUG := $(BUILD_DIR)/.dotcloud
 STATE := $(SLUG)/state
-# Copy a tree: hard links where the filesystem allows, else reflinks or a plain copy.
-copy_tree = rm -rf "$(2)" && { cp -al "$(1)" "$(2)" 2>/dev/null || { rm -rf "$(2)" && cp -a --reflink=auto "$(1)" "$(2)"; }; }
+# Copy a tree: hard links where the filesystem allows, else reflinks or a plain copy. `cp -RPl`
+# (-P: symbolic links stay links), not `cp -al`: the files are links (one inode, its attributes),
+# and the directories need no times, owner or ACLs copied (4 system calls each, 15-25% of the
+# copy; umask 022 keeps their modes). dcbuild.slug.TreeCopy copies the same way.
+copy_tree = rm -rf "$(2)" && { (umask 022 && cp -RPl "$(1)" "$(2)") 2>/dev/null || { rm -rf "$(2)" && cp -a --reflink=auto "$(1)" "$(2)"; }; }
 
 .PHONY: help
 help:
@@ -87,6 +90,16 @@ USER_LAYER := $(LAYERS)/userreqs-$(USER_KEY)
 else
 USER_KEY := $(DC_KEY)-none
 USER_LAYER := $(DC_LAYER)
+endif
+
+# The environment's copy into the slug (the python step below) starts now, in the background,
+# when its layer is cached and the step is due: make's remaining work overlaps it, and
+# dcbuild.slug run adopts it. Only under bin/compile (DC_PRECOPY=1), which stops it if the build
+# ends first.
+ifeq ($(DC_PRECOPY)$(wildcard $(STATE)/python-$(USER_KEY)),1)
+ifneq ($(wildcard $(USER_LAYER)/python),)
+PRECOPY := $(shell $(DC_FAST_NOSITE).slug precopy '$(USER_LAYER)/python' '$(SLUG)/python' '$(STATE)')
+endif
 endif
 
 # Say what the cache already holds (at parse time, so `make -q` stays quiet about work).

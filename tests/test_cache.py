@@ -308,6 +308,28 @@ def test_new_mtimes_rebuild_nothing(tmp_path, runtimes, pythons):
     assert make_q(app, cache) == 0
 
 
+def test_a_warm_build_in_a_fresh_directory_links_the_whole_environment(tmp_path, runtimes, pythons):
+    """The environment's copy that make starts at parse time (dcbuild.slug precopy) is the one
+    the python step keeps: complete, hard links into the layer, symbolic links kept, no record left."""
+    version = pythons[0]
+    cache = runtimes.seed(tmp_path / "cache", version)
+    build(new_app(tmp_path / "cold", version), cache)
+    app = new_app(tmp_path / "warm", version)
+    warm = build(app, cache)
+    assert work(warm) == [], warm
+    layer = next((cache / "python-dotcloud" / "layers").glob("userreqs-*")) / "python"
+    env = app / ".dotcloud" / "python"
+
+    def listing(root: Path) -> list[tuple[str, int]]:
+        return sorted((str(p.relative_to(root)), p.lstat().st_mode) for p in root.rglob("*"))
+
+    assert listing(env) == listing(layer)
+    assert (env / "bin" / "python3").is_symlink()
+    assert {p.lstat().st_ino for p in env.rglob("*.py")} == {p.lstat().st_ino for p in layer.rglob("*.py")}
+    assert not list((app / ".dotcloud" / "state").glob("precopy*"))
+    assert make_q(app, cache) == 0
+
+
 # --- safety --------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ leave it so that the sample app builds again without installing anything.
 from __future__ import annotations
 
 import fcntl
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -96,6 +97,13 @@ CASES = {
 }
 
 
+def cmdline(pid: str) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def marks(cache: Path) -> list[str]:
     return sorted(p.name for p in (cache / "python-dotcloud" / "checks").glob("ok-*"))
 
@@ -110,6 +118,10 @@ def test_bad_config_fails_the_build_and_keeps_the_cache(tmp_path, cache, fixture
         assert fragment in build.stderr, build
     assert marks(cache) == before  # not remembered as good
     assert not list((app / ".dotcloud" / "state").glob("checks-*"))
+    # The environment's copy, started early (dcbuild.slug precopy), is stopped and removed.
+    assert not (app / ".dotcloud" / "python").exists()
+    assert not list((app / ".dotcloud" / "state").glob("precopy*"))
+    assert not [pid for pid in os.listdir("/proc") if pid.isdigit() and str(app).encode() in cmdline(pid)]
     assert_still_warm(tmp_path, cache)
 
 

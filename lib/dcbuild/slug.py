@@ -1,6 +1,7 @@
 """The slug's own steps, run in one process, and the keys that name them.
 
     python3 -m dcbuild.slug prepare APP [plan options] --out PLAN_MK --keys KEYS_MK
+    python3 -S -m dcbuild.slug precopy LAYER_PYTHON SLUG_PYTHON STATE_DIR
     python3 -S -m dcbuild.slug run APP --step NAME=STAMP ... [values the steps need]
     python3 -m dcbuild.slug bytecode LAYER --python PYTHON
 
@@ -18,18 +19,25 @@ in order, in one Python process (each step's own process start and imports cost 
 step itself).
 
 ``prepare`` runs at make's parse time: the build plan (dcbuild.plan), then the steps' keys into
-``KEYS_MK``, in the same process. ``bytecode`` makes the cache layer that holds the dcruntime
-package with its bytecode, compiled once per dcruntime source and Python version (boot-time code:
-a dyno would compile it at every start otherwise).
+``KEYS_MK``, in the same process. ``precopy`` also runs then, under bin/compile, when the
+environment's layer is cached and its copy is due: it starts the copy in the background, so that
+make's remaining work (nginx, the other checks, this module's own start) overlaps it, and ``run``
+adopts it (on this machine the copy of a 20-package environment takes most of a warm build).
+``bytecode`` makes the cache layer that holds the dcruntime package with its bytecode, compiled
+once per dcruntime source and Python version (boot-time code: a dyno would compile it at every
+start otherwise).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import log
@@ -133,22 +141,125 @@ def prepare(argv: list[str]) -> int:
 # --- the steps ----------------------------------------------------------------------------
 
 
+# In the state directory: the copy ``precopy`` started ("PID\nSRC\nDEST\n", written as it
+# starts), and its exit status, written by the copy's shell as it ends (bin/compile reads both).
+PRECOPY = "precopy"
+PRECOPY_STATUS = "precopy.status"
+# rm, then the links (see TreeCopy), then the status: published by rename, so never half-written.
+_PRECOPY_SH = 'rm -rf "$2" && (umask 022 && cp -RPl "$1" "$2"); echo $? > "$3.tmp" && mv -f "$3.tmp" "$3"'
+
+
+def precopy(argv: list[str]) -> int:
+    """``precopy SRC DEST STATE``: start copying SRC to DEST in its own session and return."""
+    if len(argv) != 3:
+        raise log.BuildError("usage: python3 -m dcbuild.slug precopy SRC DEST STATE_DIR")
+    src, dest, state = (Path(a) for a in argv)
+    state.mkdir(parents=True, exist_ok=True)
+    (state / PRECOPY_STATUS).unlink(missing_ok=True)
+    proc = subprocess.Popen(["sh", "-c", _PRECOPY_SH, "precopy", str(src), str(dest), str(state / PRECOPY_STATUS)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    (state / PRECOPY).write_text(f"{proc.pid}\n{src}\n{dest}\n")
+    return 0
+
+
+def _read_precopy(state: Path) -> tuple[int, str, str] | None:
+    try:
+        pid, src, dest = (state / PRECOPY).read_text().split("\n")[:3]
+        return int(pid), src, dest
+    except (OSError, ValueError):
+        return None
+
+
+def _stop_precopy(pid: int, state: Path) -> None:
+    """Stop the copy if it still runs (no status yet: the pid is still the copy's), and forget it."""
+    status = state / PRECOPY_STATUS
+    if not status.exists():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+    status.unlink(missing_ok=True)
+    (state / PRECOPY).unlink(missing_ok=True)
+
+
+def stop_precopy(argv: list[str]) -> int:
+    """``stop-precopy STATE``: bin/compile, as it exits, stops a copy that ``run`` did not adopt
+    (the build ended before) and removes what it made."""
+    if len(argv) != 1:
+        raise log.BuildError("usage: python3 -m dcbuild.slug stop-precopy STATE_DIR")
+    state = Path(argv[0])
+    found = _read_precopy(state)
+    if found is not None:
+        _stop_precopy(found[0], state)
+        shutil.rmtree(found[2], ignore_errors=True)
+    return 0
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie (its parent, ``precopy``, is gone: a container's init may never
+    reap it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 class TreeCopy:
     """A tree copied by ``cp`` in the background: hard links where the filesystem allows, else
-    reflinks or a plain copy (as the Makefile's copy_tree). The links cost system time, which
-    the other steps overlap."""
+    reflinks or a plain copy (as the Makefile's copy_tree, which says why ``-RPl``). The links
+    cost system time, which the other steps overlap. With ``state``, a copy of the same tree
+    that ``precopy`` started is adopted instead of starting another."""
 
-    def __init__(self, src: Path, dest: Path) -> None:
+    def __init__(self, src: Path, dest: Path, state: Path | None = None) -> None:
         self.src, self.dest = src, dest
+        self.proc: subprocess.Popen | None = None
+        self.pre: tuple[int, Path] | None = None
+        if state is not None and self._adopt(state):
+            return
         shutil.rmtree(dest, ignore_errors=True)
-        self.proc: subprocess.Popen | None = subprocess.Popen(
-            ["cp", "-al", str(src), str(dest)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            ["cp", "-RPl", str(src), str(dest)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, umask=0o022)
+
+    def _adopt(self, state: Path) -> bool:
+        found = _read_precopy(state)
+        if found is None:
+            return False
+        pid, src, dest = found
+        self.pre = (pid, state)
+        if [os.path.realpath(p) for p in (src, dest)] == [os.path.realpath(p) for p in (self.src, self.dest)]:
+            return True
+        self.cancel()  # a copy of something else (cannot happen from the Makefile): not ours
+        return False
+
+    def _wait_pre(self) -> int:
+        """The adopted copy's exit status (its record removed); 1 if it is gone without one."""
+        assert self.pre is not None
+        (pid, state), self.pre = self.pre, None
+        status = state / PRECOPY_STATUS
+        while not status.exists() and _alive(pid):
+            time.sleep(0.005)
+        try:
+            code = int(status.read_text().strip() or 1)
+        except (OSError, ValueError):
+            code = 1
+        status.unlink(missing_ok=True)
+        (state / PRECOPY).unlink(missing_ok=True)
+        return code
 
     def wait(self) -> None:
-        if self.proc is None:
+        if self.pre is not None:
+            status = self._wait_pre()
+        elif self.proc is not None:
+            status, self.proc = self.proc.wait(), None
+        else:
             return
-        status, self.proc = self.proc.wait(), None
         if status == 0:
             return
         shutil.rmtree(self.dest, ignore_errors=True)
@@ -158,10 +269,17 @@ class TreeCopy:
             raise log.BuildError(f"Cannot copy {self.src} into the slug", res.stderr.strip())
 
     def cancel(self) -> None:
+        """A step before the copy's own failed: the copy is stopped, and what it made removed."""
+        if self.proc is None and self.pre is None:
+            return
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
+        if self.pre is not None:
+            (pid, state), self.pre = self.pre, None
+            _stop_precopy(pid, state)
+        shutil.rmtree(self.dest, ignore_errors=True)
 
 
 def _stamp(stamp: Path) -> None:
@@ -258,7 +376,8 @@ def run(argv: list[str]) -> int:
         for name in todo:
             if name != "checks" and "python" in todo and copy is None:
                 log.step(opts["python_message"])
-                copy = TreeCopy(Path(opts["layer"]) / "python", app / ".dotcloud" / "python")
+                copy = TreeCopy(Path(opts["layer"]) / "python", app / ".dotcloud" / "python",
+                                state=stamps["python"].parent)
             if name == "python":
                 assert copy is not None
                 step_python(app, opts, stamps[name], copy)
@@ -304,9 +423,10 @@ def _main(argv: list[str]) -> int:
     # The Makefile runs this with bytecode written to the cache (-X pycache_prefix); what it
     # starts (hooks, the slug's Python) gets the buildpack's usual setting back.
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
-    commands = {"prepare": prepare, "run": run, "bytecode": bytecode}
+    commands = {"prepare": prepare, "precopy": precopy, "stop-precopy": stop_precopy, "run": run,
+                "bytecode": bytecode}
     if not argv or argv[0] not in commands:
-        raise log.BuildError("usage: python3 -m dcbuild.slug prepare|run|bytecode ...")
+        raise log.BuildError("usage: python3 -m dcbuild.slug prepare|precopy|stop-precopy|run|bytecode ...")
     return commands[argv[0]](argv[1:])
 
 
