@@ -29,8 +29,6 @@ DC := PYTHONDONTWRITEBYTECODE=1 PYTHONPATH='$(BP)/lib' $(PYTHON3) -m dcbuild
 DC_FAST = PYTHONDONTWRITEBYTECODE= PYTHONPATH='$(BP)/lib' $(PYTHON3) -X pycache_prefix='$(CACHE)/pycache' -m dcbuild
 DC_FAST_NOSITE = PYTHONDONTWRITEBYTECODE= PYTHONPATH='$(BP)/lib' $(PYTHON3) -X pycache_prefix='$(CACHE)/pycache' -S -m dcbuild
 PLATFORM := $(subst arm64,aarch64,$(shell uname -m))-linux-gnu
-# Bump when the way layers are made changes, so old cache entries are not reused.
-LAYER_FORMAT := 1
 
 # herokuish and Heroku set STACK (heroku-24, ...): compiled packages depend on its libraries.
 STACK ?=
@@ -60,47 +58,30 @@ $(LAYERS)/runtime-%:
 ifneq ($(BUILD_DIR),)
 # What this build makes, decided once from the app's files (dcbuild/plan.py): PY_VERSION,
 # PY_ORIGIN, APPROOT, USER_REQS, USER_HASH, USER_REQS_LABEL, INSTALLER (uv or pip),
-# DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the keys of the
-# slug's steps (dcbuild/slug.py): DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY,
-# CHECKS_KEY, HOOKS_TREE.
+# DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the layers' keys
+# (PY_KEY, DCREQS_HASH, DC_KEY, USER_KEY) and the slug's steps' keys (dcbuild/slug.py):
+# DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY, CHECKS_KEY, HOOKS_TREE. Under bin/compile
+# (DC_PRECOPY=1) it also starts the environment's copy into the slug when its layer is cached and
+# the python step below is due: make's remaining work overlaps the copy, and dcbuild.slug run
+# adopts it; bin/compile stops it if the build ends first.
 PLAN_FILE := $(STATE)/plan.mk
 KEYS_FILE := $(STATE)/keys.mk
 PLAN_EMPTY :=
 PLAN_STATUS := $(shell $(DC_FAST).slug prepare '$(BUILD_DIR)' --cache '$(CACHE)' --env-dir '$(ENV_DIR)' --out '$(PLAN_FILE)' \
-  --keys '$(KEYS_FILE)' >&2 || echo FAILED)
+  --keys '$(KEYS_FILE)' --platform '$(PLATFORM)' --stack '$(STACK)' $(if $(DC_PRECOPY),--precopy) >&2 || echo FAILED)
 ifneq ($(PLAN_STATUS),)
 $(error Build stopped)
 endif
 include $(PLAN_FILE) $(KEYS_FILE)
 export APPROOT
-PY_KEY := $(PY_VERSION)-$(PLATFORM)
 
 # --- the dependency layers --------------------------------------------------------------
-DCREQS_HASH := $(shell sha256sum < '$(BP)/config/dcrequirements.txt' | cut -c1-12)
-# The installer is part of the key: a layer uv made is never reused by a pip build, and back.
-DC_KEY := $(PY_KEY)$(if $(STACK),-$(STACK))-f$(LAYER_FORMAT)-$(INSTALLER)-$(DCREQS_HASH)
 # uv's own cache, or pip's; --tools: where the pinned uv binary is kept.
 INSTALL_ARGS := --installer '$(INSTALLER)' --tools '$(CACHE)' --cache '$(CACHE)/$(INSTALLER)' \
   --wheelhouse '$(CACHE)/wheels' --env-dir '$(ENV_DIR)'
 DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
 
-ifneq ($(USER_REQS),)
-USER_KEY := $(DC_KEY)-$(USER_HASH)
-USER_LAYER := $(LAYERS)/userreqs-$(USER_KEY)
-else
-USER_KEY := $(DC_KEY)-none
-USER_LAYER := $(DC_LAYER)
-endif
-
-# The environment's copy into the slug (the python step below) starts now, in the background,
-# when its layer is cached and the step is due: make's remaining work overlaps it, and
-# dcbuild.slug run adopts it. Only under bin/compile (DC_PRECOPY=1), which stops it if the build
-# ends first.
-ifeq ($(DC_PRECOPY)$(wildcard $(STATE)/python-$(USER_KEY)),1)
-ifneq ($(wildcard $(USER_LAYER)/python),)
-PRECOPY := $(shell $(DC_FAST_NOSITE).slug precopy '$(USER_LAYER)/python' '$(SLUG)/python' '$(STATE)')
-endif
-endif
+USER_LAYER := $(if $(USER_REQS),$(LAYERS)/userreqs-$(USER_KEY),$(DC_LAYER))
 
 # Say what the cache already holds (at parse time, so `make -q` stays quiet about work).
 ifneq ($(wildcard $(LAYERS)/runtime-$(PY_KEY)),)

@@ -94,6 +94,12 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
 
 
 def _main(argv: list[str]) -> int:
+    run(argv)
+    return 0
+
+
+def run(argv: list[str]) -> dict[str, str]:
+    """The command line's work: the plan, written to ``--out``, and returned."""
     parser = argparse.ArgumentParser(prog="dcbuild.plan")
     parser.add_argument("app", type=Path)
     parser.add_argument("--cache", type=Path, required=True)
@@ -120,7 +126,7 @@ def _main(argv: list[str]) -> int:
     except OSError as exc:
         raise log.BuildError(f"Cannot write to the build directory {args.app}", str(exc)) from None
     os.replace(tmp, args.out)
-    return 0
+    return plan
 
 
 if __name__ == "__main__":

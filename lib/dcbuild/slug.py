@@ -1,7 +1,7 @@
 """The slug's own steps, run in one process, and the keys that name them.
 
-    python3 -m dcbuild.slug prepare APP [plan options] --out PLAN_MK --keys KEYS_MK
-    python3 -S -m dcbuild.slug precopy LAYER_PYTHON SLUG_PYTHON STATE_DIR
+    python3 -m dcbuild.slug prepare APP [plan options] --out PLAN_MK --keys KEYS_MK [--stack S] [--precopy]
+    python3 -S -m dcbuild.slug stop-precopy STATE_DIR
     python3 -S -m dcbuild.slug run APP --step NAME=STAMP ... [values the steps need]
     python3 -m dcbuild.slug bytecode LAYER --python PYTHON
 
@@ -19,10 +19,10 @@ in order, in one Python process (each step's own process start and imports cost 
 step itself).
 
 ``prepare`` runs at make's parse time: the build plan (dcbuild.plan), then the steps' keys into
-``KEYS_MK``, in the same process. ``precopy`` also runs then, under bin/compile, when the
-environment's layer is cached and its copy is due: it starts the copy in the background, so that
-make's remaining work (nginx, the other checks, this module's own start) overlaps it, and ``run``
-adopts it (on this machine the copy of a 20-package environment takes most of a warm build).
+``KEYS_MK``, in the same process; with ``--precopy`` (bin/compile) it then starts the
+environment's copy into the slug in the background when its layer is cached and the copy is due,
+so that make's remaining work (nginx, this module's own start for ``run``) overlaps it, and
+``run`` adopts it (the copy of a 20-package environment is most of a warm build's time).
 ``bytecode`` makes the cache layer that holds the dcruntime package with its bytecode, compiled
 once per dcruntime source and Python version (boot-time code: a dyno would compile it at every
 start otherwise).
@@ -43,6 +43,8 @@ from pathlib import Path
 from . import log
 
 BUILDPACK = Path(__file__).resolve().parents[2]
+# Bump when the way layers are made changes, so that old cache entries are not reused.
+LAYER_FORMAT = 1
 # In the order they run; the environment's copy (python) starts right after the checks.
 STEPS = ("checks", "profile", "configs", "approot", "python", "hooks")
 # What the configs step installs from the buildpack (dcbuild.web.FILES, plus the code that runs).
@@ -118,23 +120,56 @@ def _option(argv: list[str], name: str) -> Path | None:
     return Path(argv[at + 1]) if at + 1 < len(argv) and argv[at + 1] else None
 
 
-def prepare(argv: list[str]) -> int:
-    """dcbuild.plan's command line plus ``--keys FILE``."""
-    from . import plan
+def layer_keys(plan: dict[str, str], platform: str, stack: str, bp: Path = BUILDPACK) -> dict[str, str]:
+    """The dependency layers' keys: PY_KEY (the runtime), DC_KEY (+ the stack, the layer format,
+    the installer: a layer uv made is never reused by a pip build, and back; and
+    config/dcrequirements.txt), USER_KEY (+ the app's requirements, or ``none``)."""
+    py_key = f"{plan['PY_VERSION']}-{platform}"
+    dcreqs = hashlib.sha256(_read(bp / "config" / "dcrequirements.txt")).hexdigest()[:12]
+    dc_key = f"{py_key}{'-' + stack if stack else ''}-f{LAYER_FORMAT}-{plan['INSTALLER']}-{dcreqs}"
+    user_key = f"{dc_key}-{plan['USER_HASH'] if plan['USER_REQS'] else 'none'}"
+    return {"PY_KEY": py_key, "DCREQS_HASH": dcreqs, "DC_KEY": dc_key, "USER_KEY": user_key}
 
-    if "--keys" not in argv or argv.index("--keys") + 1 >= len(argv):
+
+def _take(argv: list[str], name: str, has_value: bool = True) -> tuple[list[str], str | None]:
+    """argv without option ``name`` (and its value), and the value ("" for a flag; None: absent)."""
+    if name not in argv:
+        return argv, None
+    at = argv.index(name)
+    if not has_value:
+        return argv[:at] + argv[at + 1 :], ""
+    if at + 1 >= len(argv):
+        raise log.BuildError(f"dcbuild.slug prepare: {name} needs a value")
+    return argv[:at] + argv[at + 2 :], argv[at + 1]
+
+
+def prepare(argv: list[str]) -> int:
+    """dcbuild.plan's command line (with ``--platform``) plus ``--keys FILE``, ``--stack STACK``
+    and ``--precopy`` (start the environment's copy when it is due: see ``precopy``)."""
+    from . import manifest, plan
+
+    argv, out = _take(argv, "--keys")
+    argv, stack = _take(argv, "--stack")
+    plan_argv, early = _take(argv, "--precopy", has_value=False)
+    if out is None or not plan_argv:
         raise log.BuildError("usage: python3 -m dcbuild.slug prepare APP [plan options] --keys KEYS_MK")
-    at = argv.index("--keys")
-    out = Path(argv[at + 1])
-    plan_argv = argv[:at] + argv[at + 2 :]
-    status = plan._main(plan_argv)
-    if status:
-        return status
+    values = plan.run(plan_argv)
+    app = Path(plan_argv[0])
+    platform = str(_option(plan_argv, "--platform") or manifest.current_platform())
+    layers = layer_keys(values, platform, stack or "")
     env_dir = _option(plan_argv, "--env-dir")
-    text = "".join(f"{name} := {value}\n" for name, value in keys(Path(plan_argv[0]), env_dir).items())
-    tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+    found = {**layers, **keys(app, env_dir)}
+    keys_out = Path(out)
+    tmp = keys_out.with_name(f"{keys_out.name}.tmp.{os.getpid()}")
+    tmp.write_text("".join(f"{name} := {value}\n" for name, value in found.items()))
+    os.replace(tmp, keys_out)
+    cache = _option(plan_argv, "--cache")
+    if early is not None and cache is not None:
+        kind = f"userreqs-{layers['USER_KEY']}" if values["USER_REQS"] else f"dcreqs-{layers['DC_KEY']}"
+        layer = cache / "layers" / kind
+        state = app / ".dotcloud" / "state"
+        if (layer / "python").is_dir() and not (state / f"python-{layers['USER_KEY']}").exists():
+            precopy([str(layer / "python"), str(app / ".dotcloud" / "python"), str(state)])
     return 0
 
 
@@ -423,10 +458,9 @@ def _main(argv: list[str]) -> int:
     # The Makefile runs this with bytecode written to the cache (-X pycache_prefix); what it
     # starts (hooks, the slug's Python) gets the buildpack's usual setting back.
     os.environ["PYTHONDONTWRITEBYTECODE"] = "1"
-    commands = {"prepare": prepare, "precopy": precopy, "stop-precopy": stop_precopy, "run": run,
-                "bytecode": bytecode}
+    commands = {"prepare": prepare, "stop-precopy": stop_precopy, "run": run, "bytecode": bytecode}
     if not argv or argv[0] not in commands:
-        raise log.BuildError("usage: python3 -m dcbuild.slug prepare|precopy|stop-precopy|run|bytecode ...")
+        raise log.BuildError("usage: python3 -m dcbuild.slug prepare|stop-precopy|run|bytecode ...")
     return commands[argv[0]](argv[1:])
 
 
