@@ -5,6 +5,7 @@ test_cache and the failing ones of test_compile_checks run it end to end.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -125,3 +126,21 @@ def test_a_zombie_counts_as_gone(tmp_path):
     child.wait()
     assert not slug._alive(child.pid)
     assert slug._alive(os.getpid())
+
+
+def test_layer_keys_name_what_each_layer_holds(tmp_path):
+    bp = tmp_path / "bp"
+    (bp / "config").mkdir(parents=True)
+    (bp / "config" / "dcrequirements.txt").write_text("supervisor==4.3.0\n")
+    dcreqs = hashlib.sha256(b"supervisor==4.3.0\n").hexdigest()[:12]
+    plan = {"PY_VERSION": "3.12.1", "INSTALLER": "uv", "USER_REQS": "requirements.txt", "USER_HASH": "0123abcd"}
+    assert slug.layer_keys(plan, "x86_64-linux-gnu", "heroku-24", bp) == {
+        "PY_KEY": "3.12.1-x86_64-linux-gnu",
+        "DCREQS_HASH": dcreqs,
+        "DC_KEY": f"3.12.1-x86_64-linux-gnu-heroku-24-f{slug.LAYER_FORMAT}-uv-{dcreqs}",
+        "USER_KEY": f"3.12.1-x86_64-linux-gnu-heroku-24-f{slug.LAYER_FORMAT}-uv-{dcreqs}-0123abcd",
+    }
+    # No stack (a laptop), pip, no requirements: the user key says so.
+    keys = slug.layer_keys({**plan, "INSTALLER": "pip", "USER_REQS": ""}, "aarch64-linux-gnu", "", bp)
+    assert keys["DC_KEY"] == f"3.12.1-aarch64-linux-gnu-f{slug.LAYER_FORMAT}-pip-{dcreqs}"
+    assert keys["USER_KEY"] == keys["DC_KEY"] + "-none"
