@@ -205,6 +205,7 @@ serve:
 
 # Compile and serving figures, side by side in one run (a benchmark, not a test).
 .PHONY: bench
+BENCH_ARGS ?=
 bench: $(TEST_VENV)/.ok vendor
 	'$(TEST_VENV)/bin/python' '$(BP)/tests/bench.py' $(BENCH_ARGS)
 
