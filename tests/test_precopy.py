@@ -41,7 +41,7 @@ def sleeper() -> subprocess.Popen:
 def test_a_started_copy_is_adopted_and_its_record_removed(tmp_path):
     src = tree(tmp_path / "layer" / "python")
     dest, state = tmp_path / "app" / ".dotcloud" / "python", tmp_path / "app" / ".dotcloud" / "state"
-    assert slug.precopy([str(src), str(dest), str(state)]) == 0
+    slug.precopy(src, dest, state)
     copy = slug.TreeCopy(src, dest, state=state)
     assert copy.proc is None and copy.pre is not None  # no second cp
     copy.wait()
@@ -74,7 +74,7 @@ def test_a_failed_early_copy_falls_back_to_a_plain_copy(tmp_path):
         src = tree(Path(other_fs) / "python")
         dest, state = tmp_path / "slug" / "python", tmp_path / "state"
         dest.parent.mkdir()
-        slug.precopy([str(src), str(dest), str(state)])
+        slug.precopy(src, dest, state)
         copy = slug.TreeCopy(src, dest, state=state)
         copy.wait()
         assert listing(dest) == listing(src)
@@ -83,7 +83,7 @@ def test_a_failed_early_copy_falls_back_to_a_plain_copy(tmp_path):
 
 def test_a_copy_that_cannot_be_made_is_an_error(tmp_path):
     dest, state = tmp_path / "slug" / "python", tmp_path / "state"
-    slug.precopy([str(tmp_path / "missing"), str(dest), str(state)])
+    slug.precopy(tmp_path / "missing", dest, state)
     copy = slug.TreeCopy(tmp_path / "missing", dest, state=state)
     with pytest.raises(log.BuildError, match="Cannot copy"):
         copy.wait()

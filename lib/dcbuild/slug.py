@@ -169,7 +169,7 @@ def prepare(argv: list[str]) -> int:
         layer = cache / "layers" / kind
         state = app / ".dotcloud" / "state"
         if (layer / "python").is_dir() and not (state / f"python-{layers['USER_KEY']}").exists():
-            precopy([str(layer / "python"), str(app / ".dotcloud" / "python"), str(state)])
+            precopy(layer / "python", app / ".dotcloud" / "python", state)
     return 0
 
 
@@ -184,18 +184,14 @@ PRECOPY_STATUS = "precopy.status"
 _PRECOPY_SH = 'rm -rf "$2" && (umask 022 && cp -RPl "$1" "$2"); echo $? > "$3.tmp" && mv -f "$3.tmp" "$3"'
 
 
-def precopy(argv: list[str]) -> int:
-    """``precopy SRC DEST STATE``: start copying SRC to DEST in its own session and return."""
-    if len(argv) != 3:
-        raise log.BuildError("usage: python3 -m dcbuild.slug precopy SRC DEST STATE_DIR")
-    src, dest, state = (Path(a) for a in argv)
+def precopy(src: Path, dest: Path, state: Path) -> None:
+    """Start copying SRC to DEST in its own session, recorded in STATE, and return."""
     state.mkdir(parents=True, exist_ok=True)
     (state / PRECOPY_STATUS).unlink(missing_ok=True)
     proc = subprocess.Popen(["sh", "-c", _PRECOPY_SH, "precopy", str(src), str(dest), str(state / PRECOPY_STATUS)],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     (state / PRECOPY).write_text(f"{proc.pid}\n{src}\n{dest}\n")
-    return 0
 
 
 def _read_precopy(state: Path) -> tuple[int, str, str] | None:
