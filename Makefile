@@ -18,6 +18,8 @@ BP := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 BUILD_DIR ?=
 CACHE_DIR ?= $(BP)/cache
 ENV_DIR ?=
+# 1 (bin/compile): start the environment's copy into the slug at parse time (see prepare below).
+DC_PRECOPY ?=
 # The buildpack's own Python (stdlib only): the build image's python3.
 PYTHON3 ?= python3
 # No bytecode written into the buildpack: platforms may mount it read-only or hand it to the build user.
