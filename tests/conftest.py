@@ -125,6 +125,16 @@ def shared_dir(tmp_path_factory) -> Path:
     return root
 
 
+def once(lock: Path, done, make) -> None:
+    """``make()`` unless ``done()``, under an exclusive lock on ``lock``: of the run's xdist
+    workers, the first to ask does the work and the others wait for it, then find it done."""
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        if not done():
+            make()
+
+
 class Runtimes:
     """Runtime archives made once per run, hard-linked into each test's own cache."""
 
@@ -135,14 +145,13 @@ class Runtimes:
         cache = self.root / "cache"
         store = cache / "python-dotcloud" / "runtimes"
         name = f"cpython-{version}-{_platform()}.tar.gz"
-        with open(self.root / "lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (store / name).exists():
-                res = subprocess.run(
-                    ["make", "-C", str(BP), f"python-{version}", f"CACHE_DIR={cache}"],
-                    env=build_env(), capture_output=True, text=True, timeout=900,
-                )
-                assert res.returncode == 0, res.stdout + res.stderr
+
+        def make() -> None:
+            res = subprocess.run(["make", "-C", str(BP), f"python-{version}", f"CACHE_DIR={cache}"],
+                                 env=build_env(), capture_output=True, text=True, timeout=900)
+            assert res.returncode == 0, res.stdout + res.stderr
+
+        once(self.root / "lock", (store / name).exists, make)
         return store / name
 
     def seed(self, cache: Path, *versions: Version) -> Path:

@@ -9,7 +9,6 @@ leave it so that the sample app builds again without installing anything.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, build_env, copy_fixture, run_compile
+from conftest import BP, build_env, copy_fixture, once, run_compile
 
 pytestmark = pytest.mark.slow
 
@@ -29,15 +28,15 @@ WORK = ("-----> Installing Python", "-----> Installing dotCloud requirements", "
 @pytest.fixture(scope="session")
 def warm_cache(shared_dir) -> Path:
     root = shared_dir / "checks"
-    root.mkdir(exist_ok=True)
     cache = root / "cache"
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / "ok").exists():
-            shutil.rmtree(root / "app", ignore_errors=True)
-            build = run_compile(copy_fixture("sample", root / "app"), cache, STACK="")
-            assert build.returncode == 0, build
-            (root / "ok").touch()
+
+    def warm() -> None:
+        shutil.rmtree(root / "app", ignore_errors=True)
+        build = run_compile(copy_fixture("sample", root / "app"), cache, STACK="")
+        assert build.returncode == 0, build
+        (root / "ok").touch()
+
+    once(root / "lock", (root / "ok").exists, warm)
     return cache
 
 

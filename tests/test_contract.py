@@ -14,7 +14,6 @@ them); each test has its own, and its own cache unless reusing one is the point.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import http.client
 import os
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, FIXTURES, Build, free_port, kill_session, local_versions
+from conftest import BP, FIXTURES, Build, free_port, kill_session, local_versions, once
 
 pytestmark = pytest.mark.slow
 
@@ -186,20 +185,20 @@ def runtime_archive(runtimes) -> Path:
 def dist(shared_dir) -> Path:
     """`make dist` once per run, unpacked (read-only for the tests: each copies it)."""
     root = shared_dir / "dist"
-    root.mkdir(exist_ok=True)
     unpacked = root / "unpacked"
-    with open(root / "lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not unpacked.is_dir():
-            res = subprocess.run(["make", "-C", str(BP), "--no-print-directory", "dist", f"DIST_DIR={root}"],
-                                 capture_output=True, text=True, timeout=1800)
-            assert res.returncode == 0, res.stdout + res.stderr
-            (tgz,) = root.glob("*.tgz")
-            tmp = root / "unpacked.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
-            subprocess.run(["tar", "-xzf", str(tgz), "-C", str(tmp)], check=True)  # as herokuish installs it
-            tmp.rename(unpacked)
+
+    def make_dist() -> None:
+        res = subprocess.run(["make", "-C", str(BP), "--no-print-directory", "dist", f"DIST_DIR={root}"],
+                             capture_output=True, text=True, timeout=1800)
+        assert res.returncode == 0, res.stdout + res.stderr
+        (tgz,) = root.glob("*.tgz")
+        tmp = root / "unpacked.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        subprocess.run(["tar", "-xzf", str(tgz), "-C", str(tmp)], check=True)  # as herokuish installs it
+        tmp.rename(unpacked)
+
+    once(root / "lock", unpacked.is_dir, make_dist)
     return unpacked
 
 

@@ -9,7 +9,6 @@ xdist worker that runs these tests, and started by each test with the helpers of
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import os
 import shutil
@@ -24,6 +23,7 @@ from pathlib import Path
 import pytest
 import test_web_serve as serve
 
+from conftest import once
 from dcruntime import limits, stale
 from dcruntime.dotcloud import BootError
 
@@ -47,15 +47,16 @@ def built_slug(web_builder, shared_dir: Path, fixture: str, prepare=None) -> Pat
         assert build.returncode == 0, build
         return own / "app"
     root = shared_dir / "slugs"
-    root.mkdir(exist_ok=True)
     built = root / f"{fixture}-{run}"
-    with open(root / f"{fixture}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (root / f"{fixture}-{run}.ok").exists():
-            shutil.rmtree(built, ignore_errors=True)
-            build = web_builder(fixture, built, prepare)
-            assert build.returncode == 0, build
-            (root / f"{fixture}-{run}.ok").touch()
+    mark = root / f"{fixture}-{run}.ok"
+
+    def build_it() -> None:
+        shutil.rmtree(built, ignore_errors=True)
+        build = web_builder(fixture, built, prepare)
+        assert build.returncode == 0, build
+        mark.touch()
+
+    once(root / f"{fixture}.lock", mark.exists, build_it)
     subprocess.run(["cp", "-a", str(built), str(own / "app")], check=True)
     return own / "app"
 

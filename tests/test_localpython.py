@@ -8,7 +8,6 @@ relocatable script, and a C extension compiled against the moved tree's headers 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import shutil
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import once
 from dcbuild import localpython, relocate, tools
 from dcbuild.versions import Version
 
@@ -52,12 +52,13 @@ def _package_once(shared: Path, local: localpython.LocalPython) -> Packaged:
     digest = hashlib.sha256(b"".join(p.read_bytes() for p in SOURCES)).hexdigest()[:12]
     archive = shared / f"local-cpython-{local.version}-{digest}.tar.gz"
     record = archive.with_name(archive.name + ".sha256")
-    with open(shared / "localpython.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not record.exists():
-            start = time.monotonic()
-            sha = localpython.package(local, archive)
-            record.write_text(f"{sha} {time.monotonic() - start:.1f}\n")
+
+    def package() -> None:
+        start = time.monotonic()
+        sha = localpython.package(local, archive)
+        record.write_text(f"{sha} {time.monotonic() - start:.1f}\n")
+
+    once(shared / "localpython.lock", record.exists, package)
     sha, seconds = record.read_text().split()
     return Packaged(local, archive, sha, float(seconds))
 

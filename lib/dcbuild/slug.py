@@ -242,55 +242,38 @@ def _alive(pid: int) -> bool:
 
 
 class TreeCopy:
-    """A tree copied by ``cp`` in the background: hard links where the filesystem allows, else
-    reflinks or a plain copy (as the Makefile's copy_tree, which says why ``-RPl``). The links
-    cost system time, which the other steps overlap. With ``state``, a copy of the same tree
-    that ``precopy`` started is adopted instead of starting another."""
+    """The environment's copy into the slug, made by ``precopy`` in the background (hard links
+    where the filesystem allows, see the Makefile's copy_tree for why ``-RPl``; the other steps
+    overlap it): the copy make started at parse time when it is of this tree, else a new one."""
 
-    def __init__(self, src: Path, dest: Path, state: Path | None = None) -> None:
-        self.src, self.dest = src, dest
-        self.proc: subprocess.Popen | None = None
-        self.pre: tuple[int, Path] | None = None
-        if state is not None and self._adopt(state):
-            return
-        shutil.rmtree(dest, ignore_errors=True)
-        self.proc = subprocess.Popen(
-            ["cp", "-RPl", str(src), str(dest)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, umask=0o022)
-
-    def _adopt(self, state: Path) -> bool:
+    def __init__(self, src: Path, dest: Path, state: Path) -> None:
+        self.src, self.dest, self.state = src, dest, state
         found = _read_precopy(state)
+        if found is not None and [os.path.realpath(p) for p in found[1:]] != [os.path.realpath(p) for p in (src, dest)]:
+            _stop_precopy(found[0], state)  # a copy of something else (cannot happen from the Makefile)
+            found = None
         if found is None:
-            return False
-        pid, src, dest = found
-        self.pre = (pid, state)
-        if [os.path.realpath(p) for p in (src, dest)] == [os.path.realpath(p) for p in (self.src, self.dest)]:
-            return True
-        self.cancel()  # a copy of something else (cannot happen from the Makefile): not ours
-        return False
+            precopy(src, dest, state)
+            found = _read_precopy(state)
+        self.pid: int | None = found[0] if found else None
 
-    def _wait_pre(self) -> int:
-        """The adopted copy's exit status (its record removed); 1 if it is gone without one."""
-        assert self.pre is not None
-        (pid, state), self.pre = self.pre, None
-        status = state / PRECOPY_STATUS
-        while not status.exists() and _alive(pid):
+    def _status(self) -> int:
+        """The copy's exit status (its record removed); 1 if it is gone without one."""
+        status = self.state / PRECOPY_STATUS
+        while self.pid is not None and not status.exists() and _alive(self.pid):
             time.sleep(0.005)
         try:
             code = int(status.read_text().strip() or 1)
         except (OSError, ValueError):
             code = 1
         status.unlink(missing_ok=True)
-        (state / PRECOPY).unlink(missing_ok=True)
+        (self.state / PRECOPY).unlink(missing_ok=True)
         return code
 
     def wait(self) -> None:
-        if self.pre is not None:
-            status = self._wait_pre()
-        elif self.proc is not None:
-            status, self.proc = self.proc.wait(), None
-        else:
+        if self.pid is None:
             return
+        status, self.pid = self._status(), None
         if status == 0:
             return
         shutil.rmtree(self.dest, ignore_errors=True)
@@ -301,15 +284,10 @@ class TreeCopy:
 
     def cancel(self) -> None:
         """A step before the copy's own failed: the copy is stopped, and what it made removed."""
-        if self.proc is None and self.pre is None:
+        if self.pid is None:
             return
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-        if self.pre is not None:
-            (pid, state), self.pre = self.pre, None
-            _stop_precopy(pid, state)
+        _stop_precopy(self.pid, self.state)
+        self.pid = None
         shutil.rmtree(self.dest, ignore_errors=True)
 
 
