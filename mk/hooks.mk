@@ -10,7 +10,7 @@
 # the app in HOOKS_DIR and BUILD_DIR empty, so that this invocation computes no plan.
 #
 # `hooks` comes last in compile. Its stamp is named after the state the steps would run on
-# (`dcbuild.hooks key`: the app's files by content, the config vars, hooks.py; then USER_KEY), and
+# (`dcbuild.hooks.post_key`: the app's files by content, the config vars, hooks.py; then USER_KEY), and
 # the steps record the state they leave; an app with none of the hooks gets `hooks-none`. So a
 # build in a fresh directory (every build on a platform) runs them all, while after a warm build
 # `make -q compile` has nothing to do and a changed app file or config var runs them again.
@@ -23,7 +23,7 @@ pre-compile:
 	@$(DC).hooks pre '$(HOOKS_DIR)' --env-dir '$(ENV_DIR)' --cache-dir '$(CACHE_DIR)'
 
 ifneq ($(BUILD_DIR),)
-# HOOKS_TREE (`dcbuild.hooks key`, written by the build's prepare step with the plan) is `none`
+# HOOKS_TREE (`dcbuild.hooks.post_key`, written by the build's prepare step with the plan) is `none`
 # or the app's state; the stamp adds the Python environment's key (dcbuild.hooks.stamp_name).
 HOOKS_KEY := $(if $(filter none,$(HOOKS_TREE)),none,$(HOOKS_TREE)-$(USER_KEY))
 ifneq ($(HOOKS_KEY),none)

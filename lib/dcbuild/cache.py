@@ -19,6 +19,8 @@ from pathlib import Path
 from . import log
 
 STATE = "last-build.json"
+# In each dependency layer's directory: the wheelhouse files installed in it (for pruning).
+USED = "wheels-used.txt"
 FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements", "installer")
 KEEP = int(os.environ.get("DC_CACHE_KEEP", "3"))
 
@@ -126,8 +128,6 @@ def prune_checks(cache: Path, keep: int = 10) -> list[Path]:
 
 
 def prune_wheels(cache: Path) -> list[Path]:
-    from .pip import USED  # not at the top: pip's imports are for installing, and record runs on every build
-
     wheels = cache / "wheels"
     layers = cache / "layers"
     if not wheels.is_dir() or not layers.is_dir():

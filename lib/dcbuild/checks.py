@@ -28,7 +28,7 @@ import os
 import re
 from pathlib import Path
 
-from . import log
+from . import configvars, log
 
 SNIPPETS = ("*nginx.conf", "*uwsgi.conf")
 ERROR_PAGES = ("404.html", "500.html", "502.html", "503.html", "504.html", "50x.html")
@@ -69,22 +69,17 @@ def _snippets(root: Path) -> list[Path]:
     return sorted(found)
 
 
-def _config_vars(env_dir: Path | None, names: list[str]) -> dict[str, str]:
-    out = {}
-    for name in names:
-        value = os.environ.get(name)
-        if env_dir is not None and (env_dir / name).is_file():
-            value = (env_dir / name).read_text(encoding="utf-8", errors="replace").rstrip("\n")
-        if value is not None:
-            out[name] = value
-    return out
-
-
 def _template_vars(env_dir: Path | None) -> dict[str, str]:
-    """DC_TEMPLATE_VARS and the variables it names, from the config vars (or the build's environment)."""
-    listed = _config_vars(env_dir, ["DC_TEMPLATE_VARS"])
-    names = [n for n in re.split(r"[\s,]+", listed.get("DC_TEMPLATE_VARS", "")) if n]
-    return {**listed, **_config_vars(env_dir, names)}
+    """DC_TEMPLATE_VARS and the variables it names: each a config var (dcbuild.configvars' rules:
+    valid names only), else from the build's environment."""
+    config = configvars.read(env_dir)
+
+    def found(names: list[str]) -> dict[str, str]:
+        values = {name: config[name].rstrip("\n") if name in config else os.environ.get(name) for name in names}
+        return {name: value for name, value in values.items() if value is not None}
+
+    listed = found(["DC_TEMPLATE_VARS"])
+    return {**listed, **found([n for n in re.split(r"[\s,]+", listed.get("DC_TEMPLATE_VARS", "")) if n])}
 
 
 def key(app: Path, approot: str, env_dir: Path | None, runtime_hash: str, bp: Path) -> str:

@@ -13,7 +13,8 @@ import os
 import re
 import sys
 
-FULL = re.compile(r"No space left on device|Errno 28\b|os error 28\b|ENOSPC|Disk quota exceeded")
+# An installer's or a tool's words for a full disk (or quota); dcbuild.pip uses them too.
+FULL = re.compile(r"No space left on device|Errno 28\b|os error 28\b|ENOSPC|Disk quota exceeded|os error 122\b")
 # The path the failing write named, quoted '...' or `...` (a copy names its target last).
 QUOTED = re.compile(r"['`](/[^'`]+)['`]")
 MB = 1 << 20

@@ -54,16 +54,3 @@ def write(app: Path) -> None:
     tmp.write_text(render({str(k): str(v) for k, v in environment.items()}))
     os.replace(tmp, target)
     log.step(f"Exporting {len(environment)} variables from dotcloud.yml's environment: (config vars win)")
-
-
-def _main(argv: list[str]) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="dcbuild.envfile")
-    parser.add_argument("app", type=Path)
-    write(parser.parse_args(argv).app)
-    return 0
-
-
-if __name__ == "__main__":
-    log.main(_main)

@@ -1,8 +1,8 @@
 """The app's own build steps: Heroku's hooks, dotcloud.yml's prebuild/postbuild, Django's collectstatic.
 
-    python3 -m dcbuild.hooks pre  APP [--env-dir DIR] [--cache-dir DIR]
-    python3 -m dcbuild.hooks key  APP [--env-dir DIR]
-    python3 -m dcbuild.hooks post APP [--env-dir DIR] [--cache-dir DIR] --python-key KEY
+    python3 -m dcbuild.hooks pre APP [--env-dir DIR] [--cache-dir DIR]
+
+(``post_key`` and ``post`` run inside dcbuild.slug's process.)
 
 Order: dotCloud's build (prebuild, packages, postbuild) nested inside Heroku's (pre_compile, ...,
 collectstatic, post_compile)::
@@ -46,8 +46,6 @@ from pathlib import Path
 
 from . import configvars, log
 
-# Config vars not exported to hooks (dcbuild.configvars says why; bin/compile warns about each).
-DENIED = configvars.DENIED
 # The buildpack's own make must not reach a hook that runs make (--no-builtin-rules, -q, ...).
 _NOT_PASSED = frozenset({"PYTHONHOME", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
                          "MAKE_TERMOUT", "MAKE_TERMERR"})
@@ -410,20 +408,12 @@ def _path(value: str | None) -> Path | None:
 
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="dcbuild.hooks")
-    parser.add_argument("phase", choices=("pre", "key", "post"))
+    parser.add_argument("phase", choices=("pre",))
     parser.add_argument("app", type=Path)
     parser.add_argument("--env-dir", default="")
     parser.add_argument("--cache-dir", default="")
-    parser.add_argument("--python-key", default="")
     args = parser.parse_args(argv)
-    app = args.app.resolve()
-    env_dir, cache_dir = _path(args.env_dir), _path(args.cache_dir)
-    if args.phase == "pre":
-        pre(app, env_dir, cache_dir)
-    elif args.phase == "key":
-        print(post_key(app, env_dir))
-    else:
-        post(app, env_dir, cache_dir, args.python_key)
+    pre(args.app.resolve(), _path(args.env_dir), _path(args.cache_dir))
     sys.stdout.flush()
     return 0
 

@@ -25,12 +25,12 @@ from pathlib import Path
 
 from . import log
 
-# What each lock is made from (its staleness), and the command that makes it.
+# Each list of packages: the tool that makes it, and what it is made from (its staleness).
 KINDS = {
-    "requirements.txt": ("pip", [], None),
-    "Pipfile.lock": ("pipenv", ["Pipfile"], "pipenv lock"),
-    "poetry.lock": ("poetry", ["pyproject.toml"], "poetry lock"),
-    "uv.lock": ("uv", ["pyproject.toml"], "uv lock"),
+    "requirements.txt": ("pip", []),
+    "Pipfile.lock": ("pipenv", ["Pipfile"]),
+    "poetry.lock": ("poetry", ["pyproject.toml"]),
+    "uv.lock": ("uv", ["pyproject.toml"]),
 }
 PYPI = ("https://pypi.org/simple", "https://pypi.python.org/simple")
 

@@ -23,18 +23,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import configvars, log, reqs
+from . import configvars, diskfull, log, reqs
+from .cache import USED, tree_size
 
-PASSED_THROUGH = (
-    "PIP_INDEX_URL",
-    "PIP_EXTRA_INDEX_URL",
-    "PIP_TRUSTED_HOST",
-    "PIP_CERT",
-    "PIP_DEFAULT_TIMEOUT",
-    "PIP_RETRIES",
-)
-# In each dependency layer's directory: the wheelhouse files installed in it (for pruning).
-USED = "wheels-used.txt"
 INSTALLERS = ("uv", "pip")
 # pip's settings that pass through, and what uv calls them.
 UV_NAMES = {
@@ -45,6 +36,7 @@ UV_NAMES = {
     "PIP_DEFAULT_TIMEOUT": "UV_HTTP_TIMEOUT",
     "PIP_RETRIES": "UV_HTTP_RETRIES",
 }
+PASSED_THROUGH = tuple(UV_NAMES)
 
 
 def installer(env_dir: Path | None) -> str:
@@ -153,22 +145,15 @@ def located(what: str, requirement: str, cwd: Path) -> str:
     return "".join(parts)
 
 
-_DISK_FULL = re.compile(r"No space left on device|os error 28\b|Errno 28\b|ENOSPC|Disk quota exceeded|os error 122\b")
-
-# What bin/compile looks for to explain which disk is full.
-_ENOSPC_WORDS = {"os error 28": "No space left on device", "Errno 28": "No space left on device",
-                 "ENOSPC": "No space left on device", "os error 122": "Disk quota exceeded"}
-
-
 def disk_full(output: str, engine: str, label: str) -> log.BuildError | None:
     """The error for an install that ran out of disk space: no fault of the requirements."""
-    m = _DISK_FULL.search(output)
+    m = diskfull.FULL.search(output)
     if not m:
         return None
     said = output[output.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0].strip()
     return log.BuildError(
         f"{engine} ran out of disk space while installing the packages in {label}",
-        f"{engine} said: {said if len(said) <= 300 else _ENOSPC_WORDS.get(m.group(0), m.group(0))}",
+        f"{engine} said: {said if len(said) <= 300 else m.group(0)}",
         f"{label} is not at fault: the disk is full (see below).",
     )
 
@@ -432,18 +417,16 @@ def _stream_uv(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True
     return _stream(cmd, cwd, env, show, quiet=("Using Python ", "Audited "))
 
 
-def bound_uv_cache(uv: Path, env: dict[str, str], limit_mb: int | None = None) -> None:
+def bound_uv_cache(uv: Path, env: dict[str, str]) -> None:
     """Keep uv's cache under ``DC_UV_CACHE_MAX_MB`` (default 2048): past it, ``uv cache prune``,
     then, if that is not enough, ``uv cache clean``. The layers keep their files (hard links or
     copies), so only the next new package is fetched again."""
     if "UV_CACHE_DIR" not in env:
         return
-    if limit_mb is None:
-        try:
-            limit_mb = int(os.environ.get("DC_UV_CACHE_MAX_MB", "2048"))
-        except ValueError:
-            limit_mb = 2048
-    from .cache import tree_size
+    try:
+        limit_mb = int(os.environ.get("DC_UV_CACHE_MAX_MB", "2048"))
+    except ValueError:
+        limit_mb = 2048
 
     root = Path(env["UV_CACHE_DIR"])
     size = tree_size(root)

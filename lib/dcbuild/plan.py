@@ -74,7 +74,7 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
             h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
         user_hash = h.hexdigest()
     user_hash = user_hash[:16]
-    label = found_label if user_reqs == found else (user_reqs or "")
+    label = found_label  # dotcloud.yml's requirements (the only other list) say so below
     if service and service.requirements:
         label = (f"{found_label} + " if found else "") + "dotcloud.yml requirements"
     if service:

@@ -47,9 +47,15 @@ BUILDPACK = Path(__file__).resolve().parents[2]
 LAYER_FORMAT = 1
 # In the order they run; the environment's copy (python) starts right after the checks.
 STEPS = ("checks", "profile", "configs", "approot", "python", "hooks")
-# What the configs step installs from the buildpack (dcbuild.web.FILES, plus the code that runs).
-WEB_FILES = ("bin/dcweb", "bin/nginx_start", "bin/uwsgi_start", "bin/dcapproot.sh", "config/nginx.conf.template",
-             "config/supervisord.conf", "lib/dcbuild/web.py", "lib/dcbuild/slug.py")
+
+
+def web_files() -> list[str]:
+    """What the configs step installs from the buildpack (dcbuild.web.FILES; the nginx layer's
+    files are in the key through the nginx stamp), plus the code that installs them."""
+    from . import web
+
+    return [src for src, _dest, _mode in web.FILES if not src.startswith("nginx:")] + [
+        "lib/dcbuild/web.py", "lib/dcbuild/slug.py"]
 
 
 def digest(*parts: bytes | str, size: int = 12) -> str:
@@ -94,7 +100,7 @@ def keys(app: Path, env_dir: Path | None, bp: Path = BUILDPACK) -> dict[str, str
         "DCRUNTIME_HASH": runtime,
         "PROFILE_KEY": digest(_read(bp / "config" / "profile.sh"), _read(bp / "lib" / "dcbuild" / "envfile.py"),
                               service_json, slug_py),
-        "CONFIGS_KEY": digest(runtime, *(_read(bp / name) for name in WEB_FILES)),
+        "CONFIGS_KEY": digest(runtime, *(_read(bp / name) for name in web_files())),
         "APPROOT_KEY": digest(approot, _read(bp / "bin" / "dcapproot.sh"), _read(bp / "lib" / "dcbuild" / "web.py"),
                               slug_py),
         "CHECKS_KEY": checks.key(app, approot, env_dir, runtime, bp),
