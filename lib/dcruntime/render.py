@@ -22,6 +22,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+# What dcruntime.web gives the web process when the platform sets none of these.
+WEB_DEFAULTS = {"TMPDIR": "/tmp", "NGINX_WORKERS": "2"}
 DEFAULT_NAMES = ("PORT", "HOME", "TMPDIR", "DC_RUN_DIR", "NGINX_WORKERS",
                  "DC_CLIENT_MAX_BODY_SIZE", "DC_UWSGI_READ_TIMEOUT")  # the last two: dcruntime.limits
 _BRACED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -77,10 +79,7 @@ def sample_environ(environ: Mapping[str, str]) -> dict[str, str]:
     """
     from . import limits, uwsgiconf  # only here: the runtime's render stays a small import
 
-    env = dict(environ)
-    env.setdefault("PORT", "5000")
-    env.setdefault("NGINX_WORKERS", "2")
-    env.setdefault("TMPDIR", "/tmp")
+    env = {"PORT": "5000", **WEB_DEFAULTS, **environ}
     for name, value in limits.template_vars(uwsgiconf.options({}, env), env).items():
         env.setdefault(name, value)
     return env

@@ -115,10 +115,15 @@ def options(config: Mapping[str, object], environ: Mapping[str, str]) -> dict[st
     # Several workers share the socket: without a lock on accept(), every new connection wakes
     # all of them and all but one find nothing (one failed accept() and a context switch per
     # worker per request, counted with strace). uWSGI's docs advise it for this case.
-    running = environ.get(env_name("processes"), "").strip() or values["processes"]
-    if not running.isdigit() or int(running) > 1:
+    count = running(values, environ, "processes")
+    if not count.isdigit() or int(count) > 1:
         values["thunder-lock"] = "true"
     return {k: v for k, v in values.items() if env_name(k) not in environ}
+
+
+def running(values: Mapping[str, str], environ: Mapping[str, str], option: str) -> str:
+    """An option's value as uWSGI will run it: the environment's UWSGI_<OPTION> beats the ini file's."""
+    return environ.get(env_name(option), "").strip() or values.get(option, "")
 
 
 def processes_note(config: Mapping[str, object], environ: Mapping[str, str], values: Mapping[str, str]) -> str:

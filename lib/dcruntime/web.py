@@ -53,7 +53,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import appconf, dotcloud, limits, postinstall, programs, uwsgiconf
+from . import appconf, dotcloud, limits, postinstall, programs, render, uwsgiconf
 from .dotcloud import BootError, app_environ
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -127,8 +127,8 @@ def child_env(run_dir: Path, base: dict[str, str] | None = None) -> dict[str, st
     env = dict(app_environ() if base is None else base)
     env["DC_RUN_DIR"] = str(run_dir)
     env["DC_SUPERVISOR_PASSWORD"] = os.urandom(16).hex()  # not `secrets`: 17 ms to import
-    env.setdefault("TMPDIR", "/tmp")
-    env.setdefault("NGINX_WORKERS", "2")
+    for name, value in render.WEB_DEFAULTS.items():
+        env.setdefault(name, value)
     env.update(privileges(run_dir))
     return env
 
@@ -294,7 +294,7 @@ def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None]:
         say(uwsgiconf.processes_note(config, env, values))
         # The app's own programs see the count too, as on Heroku (not written to environment.json:
         # it is not a config var).
-        count = env.get("UWSGI_PROCESSES", "").strip() or values.get("processes")
+        count = uwsgiconf.running(values, env, "processes")
         if count and not env.get("WEB_CONCURRENCY", "").strip():
             edge["WEB_CONCURRENCY"] = count
     hook = postinstall.command(service, home)
