@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, Build, build_env, copy_fixture, free_port, kill_session, make_wheel, run_compile
+from conftest import BP, Build, build_env, copy_fixture, free_port, kill_session, local_index, make_wheel, run_compile
 from dcbuild import configvars
 
 ERROR = " !     Error: "
@@ -94,24 +94,6 @@ def assert_all_cached(build: Build) -> None:
     for line in (CACHED_PYTHON, CACHED_DCREQS, CACHED_PACKAGES):
         assert line in build.stdout, build
     assert "-----> Installing" not in build.stdout.replace("-----> Installing runtime configs", ""), build
-
-
-def local_index(root: Path, wheels: list[Path]) -> str:
-    """A PEP 503 index in a directory: file:// URL."""
-    root.mkdir(parents=True, exist_ok=True)
-    by_project: dict[str, list[Path]] = {}
-    for w in wheels:
-        by_project.setdefault(w.name.split("-")[0].replace("_", "-").lower(), []).append(w)
-    for project, files in by_project.items():
-        d = root / project
-        d.mkdir(exist_ok=True)
-        for f in files:
-            shutil.copy(f, d / f.name)
-        links = "".join(f'<a href="{f.name}">{f.name}</a>\n' for f in files)
-        (d / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
-    (root / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(
-        f'<a href="{p}/">{p}</a>\n' for p in by_project) + "</body></html>\n")
-    return root.as_uri() + "/"
 
 
 @contextlib.contextmanager
