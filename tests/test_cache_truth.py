@@ -117,7 +117,7 @@ def uv_lock(app: Path, cache: Path, index: str, version) -> None:
     from dcbuild import localpython, tools
 
     uv = tools.uv(cache / "python-dotcloud")
-    python = next(lp for lp in localpython.find_local() if lp.version == version).path
+    python = next(lp for lp in localpython.find_local() if lp.version == version).executable
     env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_"))}
     env.update(UV_PYTHON_DOWNLOADS="never", UV_CACHE_DIR=str(cache.parent / "uv-lock-cache"))
     res = subprocess.run([str(uv), "lock", "--python", str(python), "--default-index", index, "--directory",

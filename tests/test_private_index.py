@@ -45,7 +45,7 @@ def _can_bind_mount() -> bool:
 
 
 def make_ca(work: Path) -> tuple[Path, Path, Path]:
-    """A CA and a server certificate for 127.0.0.1 signed by it: (ca.crt, server.crt, server.key)."""
+    """A CA and a server certificate for localhost signed by it: (ca.crt, server.crt, server.key)."""
     def openssl(*args: str) -> None:
         res = subprocess.run(["openssl", *args], cwd=work, capture_output=True, text=True, timeout=60)
         assert res.returncode == 0, res.stderr
@@ -54,8 +54,8 @@ def make_ca(work: Path) -> tuple[Path, Path, Path]:
             "-subj", "/CN=dcbp test company CA", "-addext", "basicConstraints=critical,CA:TRUE",
             "-addext", "keyUsage=critical,keyCertSign,cRLSign")
     openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-            "-subj", "/CN=127.0.0.1")
-    (work / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+            "-subj", "/CN=localhost")
+    (work / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
                                   "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n")
     openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
             "-out", "server.crt", "-days", "2", "-extfile", "ext.cnf")
@@ -76,7 +76,8 @@ def https_index(tmp_path_factory):
     port = int(proc.stdout.readline())
     bundle = work / "system-plus-ca.crt"
     bundle.write_bytes(SYSTEM_BUNDLE.read_bytes() + b"\n" + ca.read_bytes())
-    yield f"https://127.0.0.1:{port}/", bundle
+    # By name: pip's truststore (24.2) sends no server name for an IP address, and fails.
+    yield f"https://localhost:{port}/", bundle
     proc.kill()
     proc.wait(10)
 
@@ -107,7 +108,8 @@ def test_an_index_signed_by_a_ca_in_the_system_store(tmp_path, runtimes, https_i
 
     unknown = compile_with_store(app, cache, None, PIP_EXTRA_INDEX_URL=url, DC_INSTALLER=installer)
     assert unknown.returncode != 0, unknown  # the CA is in no store: the index is refused
-    assert "certificate" in unknown.output.lower(), unknown
+    assert f"Error: {installer} could not verify the TLS certificate of a package index." in unknown.stderr, unknown
+    assert "is not at fault" in unknown.stderr, unknown
 
     shutil.rmtree(app / ".dotcloud", ignore_errors=True)
     known = compile_with_store(app, cache, bundle, PIP_EXTRA_INDEX_URL=url, DC_INSTALLER=installer)

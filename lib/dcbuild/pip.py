@@ -160,14 +160,32 @@ def disk_full(output: str, engine: str, label: str) -> log.BuildError | None:
     )
 
 
+_UNTRUSTED = re.compile(r"(?:invalid peer certificate|CERTIFICATE_VERIFY_FAILED|certificate verify failed)[^\n]*")
+
+
+def untrusted(output: str, engine: str, label: str) -> log.BuildError | None:
+    """The error for an index whose TLS certificate the build machine does not trust."""
+    m = _UNTRUSTED.search(output)
+    if not m:
+        return None
+    return log.BuildError(
+        f"{engine} could not verify the TLS certificate of a package index",
+        f"{engine} said: {m.group(0).strip()[:300]}",
+        f"{label} is not at fault: the index's certificate is signed by a CA that the build machine does not "
+        "trust. Add that CA to the build image's certificate store, or set the config var PIP_CERT to a CA "
+        "bundle file that holds it.",
+    )
+
+
 _NOT_NAMED = re.compile(r"^\s*(-e\b|--editable|\.|/|~|[a-z+]+://|git\+|--index-url|-i\b|--extra-index-url)", re.I)
 
 
 def wheelhouse_applies(files: list[Path]) -> bool:
-    """Only plain named requirements go through the wheel cache; editables, paths and URLs don't."""
+    """Only plain named requirements go through the wheel cache; editables, paths, URLs and
+    hash-checked files (a wheel built here has no listed hash) don't."""
     for path in files:
         for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
-            if _NOT_NAMED.match(line) or " @ " in line.split("#", 1)[0]:
+            if _NOT_NAMED.match(line) or " @ " in line.split("#", 1)[0] or "--hash" in line:
                 return False
     return True
 
@@ -188,7 +206,7 @@ def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True,
 
 
 def _fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
-    full = disk_full(output, "pip", label)
+    full = disk_full(output, "pip", label) or untrusted(output, "pip", label)
     if full:
         return full
     what = culprit(output)
@@ -207,76 +225,57 @@ def _wheel_key(filename: str) -> tuple[str, str]:
     return _normal(name), version.lower()
 
 
-def _requirement_names(files: list[Path]) -> set[str]:
-    names = set()
-    for path in files:
-        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
-            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-            if m:
-                names.add(_normal(m.group(1)))
-    return names
-
-
-def _missing(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
-             label: str) -> list[str]:
-    """Resolve against the index (metadata only) and list the ``name==version`` not in the wheelhouse."""
+def _resolve(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
+             label: str) -> list[tuple[str, str, str]]:
+    """What pip installs into this environment from the index alone, as a build with no cache
+    would (metadata only): (name, version, file name) of each."""
     report = wheelhouse.with_name(f"report.json.tmp.{os.getpid()}")  # *.tmp.*: a killed build's is removed
     try:
-        status, output = _stream([*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
-                                  str(report), "--find-links", str(wheelhouse), "-r", requirement], cwd, env,
-                                 show=False)
+        status, output = _stream([*pip, "install", "--dry-run", "--quiet", "--report", str(report), "-r",
+                                  requirement], cwd, env, show=False)
         if status != 0:
             sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
             raise _fail(output, requirement, cwd, label)
         items = json.loads(report.read_text()).get("install", [])
     finally:
         report.unlink(missing_ok=True)
-    have = {w.name for w in wheelhouse.glob("*.whl")}
-    built = {_wheel_key(name) for name in have}
-    out = []
-    for item in items:
-        name, version = item["metadata"]["name"], item["metadata"]["version"]
-        filename = item["download_info"]["url"].rsplit("/", 1)[-1]
-        if filename in have or (not filename.endswith(".whl") and (_normal(name), version.lower()) in built):
-            continue
-        out.append(f"{name}=={version}")
-    return out
+    return [(item["metadata"]["name"], item["metadata"]["version"],
+             item["download_info"]["url"].rsplit("/", 1)[-1]) for item in items]
 
 
 def _via_wheelhouse(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
                     label: str) -> None:
-    """Install from the wheelhouse, adding to it first only what it lacks."""
+    """Resolve against the index (never against the wheelhouse: it may hold older releases),
+    add to the wheelhouse what it lacks of that, and install exactly that from it."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    offline = [*pip, "install", "--no-warn-script-location", "--no-compile", "--no-index", "--find-links",
-               str(wheelhouse), "-r", requirement]
-    known = {_wheel_key(w.name)[0] for w in wheelhouse.glob("*.whl")}
-    wanted: list[str] = ["-r", requirement]
-    if known & _requirement_names(reqs.collect(cwd / requirement)):
-        status, output = _stream(offline, cwd, env, show=False)
-        if status == 0:
-            log.detail("All packages came from the wheel cache")
-            for line in output.splitlines():
-                if line.startswith("Successfully installed"):
-                    log.detail(line)
-            return
-        missing = _missing(pip, requirement, cwd, env, wheelhouse, label)
-        log.detail(f"Not in the wheel cache: {', '.join(missing) or 'nothing (rebuilding it)'}")
-        if missing:
-            wanted = ["--no-deps", *missing]
-    # Wheels land in a private directory first and are renamed in one by one, so a killed
-    # build never leaves a half-written wheel in the cache.
-    fresh = wheelhouse.with_name(f"{wheelhouse.name}.tmp.{os.getpid()}")
-    shutil.rmtree(fresh, ignore_errors=True)
-    try:
-        status, output = _stream([*pip, "wheel", "--wheel-dir", str(fresh), "--find-links", str(wheelhouse),
-                                  *wanted], cwd, env)
-        if status != 0:
-            raise _fail(output, requirement, cwd, label)
-        for wheel in fresh.glob("*.whl"):
-            os.replace(wheel, wheelhouse / wheel.name)
-    finally:
+    chosen = _resolve(pip, requirement, cwd, env, wheelhouse, label)
+    have = {w.name for w in wheelhouse.glob("*.whl")}
+    built = {_wheel_key(name) for name in have}
+    missing = [f"{name}=={version}" for name, version, filename in chosen
+               if filename not in have and (filename.endswith(".whl") or (_normal(name), version.lower()) not in built)]
+    if missing:
+        log.detail(f"Not in the wheel cache: {', '.join(missing)}")
+        # Wheels land in a private directory first and are renamed in one by one, so a killed
+        # build never leaves a half-written wheel in the cache.
+        fresh = wheelhouse.with_name(f"{wheelhouse.name}.tmp.{os.getpid()}")
         shutil.rmtree(fresh, ignore_errors=True)
-    status, output = _stream(offline, cwd, env)
+        try:
+            status, output = _stream([*pip, "wheel", "--wheel-dir", str(fresh), "--no-deps", *missing], cwd, env)
+            if status != 0:
+                raise _fail(output, requirement, cwd, label)
+            for wheel in fresh.glob("*.whl"):
+                os.replace(wheel, wheelhouse / wheel.name)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+    elif chosen:
+        log.detail("All packages came from the wheel cache")
+    pins = wheelhouse.with_name(f"pins.txt.tmp.{os.getpid()}")
+    pins.write_text("".join(f"{name}=={version}\n" for name, version, _file in chosen))
+    try:
+        status, output = _stream([*pip, "install", "--no-warn-script-location", "--no-compile", "--no-index",
+                                  "--find-links", str(wheelhouse), "-r", requirement, "-c", str(pins)], cwd, env)
+    finally:
+        pins.unlink(missing_ok=True)
     if status != 0:
         raise _fail(output, requirement, cwd, label)
 
@@ -371,7 +370,7 @@ def uv_culprit(output: str, cwd: Path) -> tuple[str | None, str | None]:
 
 
 def _uv_fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
-    full = disk_full(output, "uv", label)
+    full = disk_full(output, "uv", label) or untrusted(output, "uv", label)
     if full:
         return full
     what, place = uv_culprit(output, cwd)
@@ -478,7 +477,7 @@ def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir
         pip = [str(root / "bin" / "python3"), "-I", "-m", "pip"]
         via = wheelhouse
         if via is not None and not wheelhouse_applies(reqs.collect(cwd / requirement)):
-            log.detail("Editable, path or URL requirements: installing without the wheel cache")
+            log.detail("Editable, path, URL or hash-checked requirements: installing without the wheel cache")
             via = None
         if via is None:
             status, output = _stream([*pip, "install", "--no-warn-script-location", "--no-compile", "-r",
