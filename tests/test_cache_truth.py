@@ -41,6 +41,15 @@ def _setup_py_project(version: str, value: int) -> dict[str, str]:
     }
 
 
+def _setup_py_dynamic_name(value: int) -> dict[str, str]:
+    """A project whose name the buildpack cannot read without running setup.py."""
+    return {
+        "vendor/mylib/setup.py": ("from setuptools import setup\nNAME = 'my' + 'lib'\n"
+                                  "setup(name=NAME, version='1.0', packages=['mylib'])\n"),
+        "vendor/mylib/mylib/__init__.py": f"VALUE = {value}\n",
+    }
+
+
 def _uv_project(pin: str) -> dict[str, str]:
     return {"pyproject.toml": f'[project]\nname = "app"\nversion = "0"\nrequires-python = ">=3.9"\n'
                               f'dependencies = ["{pin}"]\n'}
@@ -65,6 +74,8 @@ SCENARIOS: dict[str, list[tuple[dict[str, str | None], dict[str, str]]]] = {
                              (_setup_py_project("1.1", 2), {})],
     "local_package_code_only": [({"requirements.txt": "./vendor/mylib\n", **_setup_py_project("1.0", 1)}, {}),
                                 ({"vendor/mylib/mylib/__init__.py": "VALUE = 2\n"}, {})],
+    "local_package_unnamed": [({"requirements.txt": "./vendor/mylib\n", **_setup_py_dynamic_name(1)}, {}),
+                              ({"vendor/mylib/mylib/__init__.py": "VALUE = 2\n"}, {})],
     "editable_package": [({"requirements.txt": "-e ./vendor/mylib\n", **_setup_py_project("1.0", 1)}, {}),
                          (_setup_py_project("1.1", 2), {})],
     "uv_lock_changed": [({**_uv_project("dcbp-a==1.0"), "requirements.txt": None}, {"uv lock": "1"}),

@@ -412,10 +412,14 @@ def bound_uv_cache(uv: Path, env: dict[str, str]) -> None:
     log.detail(f"uv's cache held {size >> 20} MB, over DC_UV_CACHE_MAX_MB={limit_mb}: {done}, {after >> 20} MB now")
 
 
-def _direct_locals(root: Path) -> list[str]:
-    """Installed distributions that came from a local directory or file (``direct_url.json``)."""
+def _dist_infos(root: Path) -> set[Path]:
+    return set(root.glob("lib/python3*/site-packages/*.dist-info"))
+
+
+def _direct_locals(infos: set[Path]) -> list[str]:
+    """Of these distributions, those that came from a local directory or file (``direct_url.json``)."""
     found = []
-    for info in root.glob("lib/python3*/site-packages/*.dist-info"):
+    for info in infos:
         try:
             url = json.loads((info / "direct_url.json").read_text()).get("url", "")
         except (OSError, ValueError):
@@ -430,6 +434,7 @@ def _uv_install(uv: Path, root: Path, requirement: str, cwd: Path, env: dict[str
     """``uv pip install -r`` into ``root``, local projects built again (``--refresh-package``:
     uv would reuse the wheel it built from a directory whose setup files did not change)."""
     python = str(root / "bin" / "python3")
+    before = _dist_infos(root)
     cmd = [str(uv), "pip", "install", "--python", python, "--break-system-packages", "-r", requirement]
     refresh = [arg for name in local_names for arg in ("--refresh-package", name)]
     status, output = _stream_uv([*cmd, *refresh], cwd, env)
@@ -440,7 +445,7 @@ def _uv_install(uv: Path, root: Path, requirement: str, cwd: Path, env: dict[str
     else:
         bound_uv_cache(uv, env)
     # A local project whose name could not be read from its files: installed again, built anew.
-    unnamed = [name for name in _direct_locals(root) if name not in local_names]
+    unnamed = [name for name in _direct_locals(_dist_infos(root) - before) if name not in local_names]
     if unnamed:
         again = [arg for name in unnamed for arg in ("--reinstall-package", name)]
         status, output = _stream_uv([*cmd, *again], cwd, env, show=False)
