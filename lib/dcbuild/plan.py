@@ -77,7 +77,7 @@ def _user_hash(app: Path, user_reqs: str | None, lock_inputs: list[Path], uv_loc
 
 def index_hash(env_dir: Path | None) -> str:
     """The package index settings (config vars first, then the environment) that decide what the
-    installers find: part of every dependency layer's key, hashed (they may hold passwords)."""
+    installers find: part of the userreqs layer's key, hashed (they may hold passwords)."""
     config = configvars.for_build(env_dir)
     values = [f"{name}={config.get(name, os.environ.get(name, '')).strip()}" for name in pip.INDEX_SETTINGS]
     if not any(v.partition("=")[2] for v in values):
@@ -101,6 +101,7 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
     found, lock_inputs, found_label, uv_lock = _lock(app, approot)
     user_reqs = _requirements(app, approot, service, notes, found)
     reqs_hash, local_hash = _user_hash(app, user_reqs, lock_inputs, uv_lock)
+    index = index_hash(env_dir)
     label = found_label  # dotcloud.yml's requirements (the only other list) say so below
     if service and service.requirements:
         label = (f"{found_label} + " if found else "") + "dotcloud.yml requirements"
@@ -112,12 +113,12 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
         "PY_ORIGIN": origin,
         "APPROOT": approot,
         "USER_REQS": user_reqs or "",
-        "USER_HASH": hashlib.sha256(f"{reqs_hash}{local_hash}".encode()).hexdigest()[:16] if user_reqs else "",
+        "USER_HASH": hashlib.sha256(f"{reqs_hash}-{local_hash}-{index}".encode()).hexdigest()[:16] if user_reqs else "",
         "REQS_HASH": reqs_hash,
         "LOCAL_HASH": local_hash,
         "USER_REQS_LABEL": label,
         "USER_LOCK": uv_lock,
-        "INDEX_HASH": index_hash(env_dir),
+        "INDEX_HASH": index,
         "INSTALLER": pip.installer(env_dir),
         "DOTCLOUD_SERVICE_NAME": service.name if service else "",
         "DOTCLOUD_SERVICE_TYPE": service.type if service else "",

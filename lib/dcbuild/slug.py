@@ -128,9 +128,9 @@ def _option(argv: list[str], name: str) -> Path | None:
 
 def layer_keys(plan: dict[str, str], platform: str, stack: str, bp: Path = BUILDPACK) -> dict[str, str]:
     """The dependency layers' keys: PY_KEY (the runtime), DC_KEY (+ the stack, the layer format,
-    the installer and its version: a layer uv made is never reused by a pip build, and back; the
-    package index settings; config/dcrequirements.txt), USER_KEY (+ the app's requirements and
-    local packages, or ``none``)."""
+    the installer and its version: a layer uv made is never reused by a pip build, and back;
+    config/dcrequirements.txt, exact pins whatever the index), USER_KEY (+ USER_HASH: the app's
+    requirements, local packages and package index settings; or ``none``)."""
     py_key = f"{plan['PY_VERSION']}-{platform}"
     dcreqs = hashlib.sha256(_read(bp / "config" / "dcrequirements.txt")).hexdigest()[:12]
     installer = plan["INSTALLER"]
@@ -140,8 +140,7 @@ def layer_keys(plan: dict[str, str], platform: str, stack: str, bp: Path = BUILD
 
         installer_id = f"uv {tools.version('uv')}"
         installer = f"uv{tools.version('uv')}"
-    dc_key = (f"{py_key}{'-' + stack if stack else ''}-f{LAYER_FORMAT}-{installer}-{plan.get('INDEX_HASH') or 'pypi'}"
-              f"-{dcreqs}")
+    dc_key = f"{py_key}{'-' + stack if stack else ''}-f{LAYER_FORMAT}-{installer}-{dcreqs}"
     user_key = f"{dc_key}-{plan['USER_HASH'] if plan['USER_REQS'] else 'none'}"
     return {"PY_KEY": py_key, "DCREQS_HASH": dcreqs, "DC_KEY": dc_key, "USER_KEY": user_key,
             "INSTALLER_ID": installer_id}
