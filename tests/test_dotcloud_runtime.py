@@ -356,7 +356,7 @@ def test_dotcloud_web_service(slug, web):
     # postinstall ran from current/, after environment.json was written, before supervisord.
     assert f"postinstall | postinstall in {app} for www\n" in out
     assert "postinstall | postinstall on stderr\npostinstall | environment.json is there\n" in out
-    assert out.index("postinstall | ") < out.index("supervisord started")
+    assert out.index("postinstall | ") < out.index("dcweb | the app's programs: ")
 
     # environment.json: the platform's vars win over dotcloud.yml's, dotCloud's keys are added.
     data = json_get(w, "/env-file")
