@@ -241,7 +241,7 @@ SUPERVISORD = b"""2026-12-04 17:10:40,128 INFO Included extra file "/tmp/dcweb.x
 2026-12-04 17:10:40,132 INFO supervisord started with pid 22812
 2026-12-04 17:10:40,141 INFO spawned: 'uwsgi' with pid 22819
 2026-12-04 17:10:43,296 INFO success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds
-2026-12-04 17:11:00,001 INFO exited: uwsgi (terminated by SIGKILL; not expected)
+2026-12-04 17:11:00,001 WARN exited: uwsgi (terminated by SIGKILL; not expected)
 2026-12-04 17:11:00,002 INFO spawned: 'uwsgi' with pid 22900
 2026-12-04 17:11:03,003 INFO success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds
 2026-12-04 17:12:46,424 WARN received SIGTERM indicating exit request
@@ -253,7 +253,7 @@ a line of a traceback
 
 def test_supervisord_lines_lose_their_timestamp_and_the_routine_ones_by_default():
     assert startlog.SupervisordFilter()(SUPERVISORD).decode().splitlines() == [
-        "exited: uwsgi (terminated by SIGKILL; not expected)",
+        "WARN exited: uwsgi (terminated by SIGKILL; not expected)",
         "success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds",  # a restart
         "WARN received SIGTERM indicating exit request",
         "stopped: nginx (exit status 0)",
@@ -263,6 +263,12 @@ def test_supervisord_lines_lose_their_timestamp_and_the_routine_ones_by_default(
     assert len(verbose) == len(SUPERVISORD.splitlines())
     assert verbose[0] == 'INFO Included extra file "/tmp/dcweb.x/supervisord-app.conf" during parsing'
     assert startlog.SupervisordFilter()(SUPERVISORD.splitlines(keepends=True)[0]) == b""
+    # Killed before its first RUNNING state: the one after the restart is shown.
+    early = SUPERVISORD.splitlines(keepends=True)
+    assert startlog.SupervisordFilter()(b"".join(early[4:5] + early[6:9])).decode().splitlines() == [
+        "WARN exited: uwsgi (terminated by SIGKILL; not expected)",
+        "success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds",
+    ]
 
 
 def test_log_hub_filters_by_program(tmp_path):

@@ -86,13 +86,14 @@ _UWSGI_DATE = re.compile(f"(?m)^{UWSGI_DATE}".encode())
 
 # supervisord's own lines: "2026-12-04 17:10:40,128 INFO spawned: 'uwsgi' with pid 22819".
 _SUPERVISORD_LINE = re.compile(rb"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ([A-Z]+) (.*)$")
-# At start (and, for spawned, always): what supervisord does as asked. Shown: WARN and worse,
-# exits, programs given up, stops, and a program's RUNNING state after its first one (a restart).
+# What supervisord does as asked. Shown: WARN and worse, exits, programs given up, stops, and a
+# program's RUNNING state after it exited (a restart).
 _SUPERVISORD_ROUTINE = re.compile(
     rb"^(?:Included extra file |Set uid to user |RPC interface |supervisord started with pid |spawned: "
     rb"|waiting for .* to die$)"
 )
 _SUCCESS = re.compile(rb"^success: (\S+) entered RUNNING state")
+_EXITED = re.compile(rb"^exited: (\S+) \(")
 
 
 def flag(environ: Mapping[str, str], name: str) -> bool:
@@ -120,7 +121,7 @@ class SupervisordFilter:
 
     def __init__(self, verbose: bool = False) -> None:
         self.verbose = verbose
-        self.running: set[bytes] = set()
+        self.exited: set[bytes] = set()  # programs that exited since they last ran
 
     def line(self, line: bytes) -> bytes | None:
         match = _SUPERVISORD_LINE.match(line)
@@ -129,15 +130,17 @@ class SupervisordFilter:
         level, text = match.groups()
         if self.verbose:
             return line[match.start(1):]
+        exited = _EXITED.match(text)
+        if exited:
+            self.exited.add(exited.group(1))
         if level == b"INFO":
             if _SUPERVISORD_ROUTINE.match(text):
                 return None
             success = _SUCCESS.match(text)
             if success:
-                name = success.group(1)
-                if name not in self.running:
-                    self.running.add(name)
+                if success.group(1) not in self.exited:
                     return None
+                self.exited.discard(success.group(1))
             return text
         return level + b" " + text
 
