@@ -1,15 +1,20 @@
 """The web process's parent: dotCloud's start sequence, supervisord, the log, the exit status.
 
-``bin/dcweb`` execs ``python3 -m dcruntime.web``, which
+``bin/dcweb`` execs ``python3 -m dcruntime.web``, which titles itself ``dcweb``
+(``dcruntime.proctitle``), says what runs (Python, uWSGI and nginx versions, the port:
+``dcruntime.startlog``), and
 
-1. reads ``.dotcloud/service.json`` and makes the programs' environment (``dcruntime.dotcloud``:
+1. reads ``.dotcloud/service.json``; as root, chooses the user of nginx's workers and checks
+   that they can enter the app's directory (``dcruntime.reach``), or stops at once saying which
+   directory and how to fix it; makes the programs' environment (``dcruntime.dotcloud``:
    dotcloud.yml's ``environment:``, ``DOTCLOUD_*`` keys; the platform's config vars win), and
    checks uWSGI's settings (``dcruntime.uwsgiconf``) and the postinstall hook before anything runs;
 2. writes ``environment.json``, ``.yml`` and ``.yaml`` into ``$HOME`` (mode 0600), links
    ``$HOME/env`` to the slug's Python, then runs the postinstall hook (``dcruntime.postinstall``);
    its failure stops here, with status 1;
-3. makes a private run directory under ``$TMPDIR`` (default ``/tmp``): ``dcweb.XXXXXXXX``,
-   mode 0700 (0710 with nobody's group when run as root, see ``privileges``). It holds nginx's
+3. makes a private run directory under ``$TMPDIR`` (default ``/tmp``; as root, under ``/tmp``
+   or another fallback when nginx's workers cannot enter ``$TMPDIR``): ``dcweb.XXXXXXXX``,
+   mode 0700 (0710 with the workers' group when run as root, see ``privileges``). It holds nginx's
    pid and temp files, the uWSGI socket and ini file, supervisord's pid and control socket, the
    log FIFOs, and the app's snippets as run here (``dcruntime.appconf``: ``/home/dotcloud``
    rewritten); its path is exported as ``DC_RUN_DIR``; it is removed at exit;
@@ -23,15 +28,18 @@
    nginx's access log skips supervisord: nginx writes it, buffered (4 KiB, at least every
    second), straight into one more FIFO, ``$DC_RUN_DIR/nginx-access.log``, also shown as
    ``nginx | ...``. Each read is prefixed line by line with a few bytes operations, not a
-   Python loop per line, so the log costs little CPU at thousands of requests per second;
+   Python loop per line, so the log costs little CPU at thousands of requests per second.
+   uWSGI's and supervisord's routine lines are left out (``dcruntime.startlog``; all of them
+   with ``DC_VERBOSE=1``);
 5. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last
    (``dcruntime.programs``): the ``processes:`` programs, log settings for the app's programs,
    ``user=root`` when run as root, and for a ``python-worker`` service nginx and uWSGI left out;
-6. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is copied to
-   stdout as is), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
+6. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is shown as
+   ``supervisord | ...``), logs ``ready in N ms`` once ``GET /`` through nginx answers
+   (``dcruntime.probe``), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
    be pid 1 in a container), and exits with its status, or 1 if a core program could not be
    started, or every program of a python-worker service (``dcruntime.events`` leaves ``fatal``
-   in the run directory).
+   in the run directory), saying so.
 """
 
 from __future__ import annotations
