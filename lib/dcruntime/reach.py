@@ -80,11 +80,19 @@ def searchable(paths: list[Path], workers: Workers) -> list[bool]:
     if workers.uid == 0 or not paths:
         return [True] * len(paths)
     read, write = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError:  # no process to spare: nothing can be told, nothing is refused
+        os.close(read)
+        os.close(write)
+        return [True] * len(paths)
     if pid == 0:  # the child: only system calls, then _exit
         try:
             os.close(read)
-            os.initgroups(workers.name, workers.gid)
+            try:
+                os.initgroups(workers.name, workers.gid)
+            except OSError:
+                os.setgroups([])
             os.setgid(workers.gid)
             os.setuid(workers.uid)
             os.write(write, bytes(49 if os.access(p, os.X_OK) else 48 for p in paths))
