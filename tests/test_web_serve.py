@@ -378,7 +378,10 @@ def test_the_start_and_stop_logs_are_short_and_processes_have_titles(slug, web):
 
     assert w.stop()[0] == 0
     assert w.exit_status() == 0  # and the log read to its end
-    stop = w.output.splitlines()[len(lines):]
+    # On a loaded machine uWSGI may outlast its 2 s (config/supervisord.conf): supervisord then says
+    # it kills it, a warning that applies.
+    stop = [line for line in w.output.splitlines()[len(lines):]
+            if not line.startswith("supervisord | WARN killing 'uwsgi' (")]
     assert sorted(stop) == sorted([
         "supervisord | WARN received SIGTERM indicating exit request",
         "supervisord | stopped: worker (exit status 0)",
