@@ -31,36 +31,40 @@ def cache_tag(site: Path) -> str:
 
 
 def _record(info: Path) -> list[str]:
-    """A distribution's RECORD without its bytecode lines (pip lists what it compiled)."""
+    """A distribution's RECORD as far as site-packages goes: without its bytecode lines (pip lists
+    what it compiled) and without the files outside (console scripts, which the build rewrites
+    and records again: dcbuild.relocate)."""
     try:
         lines = (info / "RECORD").read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
         return []
-    return sorted(line for line in lines if line and "__pycache__/" not in line.split(",", 1)[0])
+    return sorted(line for line in lines
+                  if line and "__pycache__/" not in line.split(",", 1)[0] and not line.startswith(("../", '"../')))
 
 
-def _sources(site: Path, record: list[str]) -> list[Path]:
+def _sources(site: str, record: list[str]) -> list[str]:
+    """The ``.py`` files of a RECORD, as paths under ``site`` (string operations: a large
+    distribution has thousands)."""
     out = []
     for line in record:
         name = line.rsplit(",", 2)[0].strip('"')
-        if name.endswith(".py"):
-            path = (site / name)
-            if path.parent == site or site in path.parents:
-                out.append(path)
+        if name.endswith(".py") and not name.startswith("/") and "/../" not in f"/{name}":
+            out.append(os.path.join(site, name))
     return out
 
 
-def _pyc(source: Path, tag: str) -> Path:
-    return source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+def _pyc(source: str, tag: str) -> str:
+    head, tail = os.path.split(source)
+    return os.path.join(head, "__pycache__", f"{tail[:-3]}.{tag}.pyc")
 
 
-def fits(pyc: Path, source: Path) -> bool:
+def fits(pyc: str | Path, source: str | Path) -> bool:
     """Whether the interpreter would use ``pyc`` for ``source`` as it is: a hash-based ``.pyc``
     (checked against the source when imported) or one recording the source's mtime and size."""
     try:
         with open(pyc, "rb") as fh:
             head = fh.read(16)
-        st = source.stat()
+        st = os.stat(source)
     except OSError:
         return False
     if len(head) < 16:
@@ -72,50 +76,45 @@ def fits(pyc: Path, source: Path) -> bool:
             and int.from_bytes(head[12:16], "little") == st.st_size & 0xFFFFFFFF)
 
 
-def seed(root: Path, previous: Path) -> int:
-    """Hard-link into ``root`` the bytecode ``previous`` has for the same distributions; return
-    how many files were linked."""
-    linked = 0
-    for site in _site(root):
-        old_site = previous / site.relative_to(root)
-        if not old_site.is_dir():
-            continue
-        tag = cache_tag(site)
-        for info in site.glob("*.dist-info"):
-            old_info = old_site / info.name
+def seed(root: Path, previous: Path | None) -> list[str]:
+    """Hard-link into ``root`` the bytecode ``previous`` has for the same distributions (same
+    RECORD, and a ``.pyc`` that fits the source); return the sources still without bytecode."""
+    todo: list[str] = []
+    for site_path in _site(root):
+        site = str(site_path)
+        old_site = str(previous / site_path.relative_to(root)) if previous is not None else ""
+        tag = cache_tag(site_path)
+        for info in site_path.glob("*.dist-info"):
             record = _record(info)
-            if not record or not old_info.is_dir() or _record(old_info) != record:
-                continue
+            same = bool(old_site) and bool(record) and _record(Path(old_site) / info.name) == record
             for source in _sources(site, record):
                 pyc = _pyc(source, tag)
-                old = old_site / pyc.relative_to(site)
-                if pyc.exists() or not fits(old, source):
+                if os.path.exists(pyc) or not os.path.isfile(source):
                     continue
-                try:
-                    pyc.parent.mkdir(exist_ok=True)
-                    os.link(old, pyc)
-                    linked += 1
-                except OSError:
-                    continue  # another filesystem: compiled below instead
-    return linked
+                if same:
+                    old = old_site + pyc[len(site):]
+                    if fits(old, source):
+                        try:
+                            os.makedirs(os.path.dirname(pyc), exist_ok=True)
+                            os.link(old, pyc)
+                            continue
+                        except OSError:
+                            pass  # another filesystem: compiled instead
+                todo.append(source)
+    return todo
 
 
-def missing(root: Path) -> list[Path]:
+def missing(root: Path) -> list[str]:
     """The sources of installed distributions that have no bytecode."""
-    out = []
-    for site in _site(root):
-        tag = cache_tag(site)
-        for info in site.glob("*.dist-info"):
-            out += [s for s in _sources(site, _record(info)) if s.is_file() and not _pyc(s, tag).exists()]
-    return out
+    return seed(root, None)
 
 
-def compile_missing(root: Path) -> int:
-    """Compile what has no bytecode yet with ``root``'s own interpreter, one compileall per CPU
-    (compileall works through a list of files one by one); return how many sources were
-    compiled. A source that does not compile (a Python 2 module in a package, say) is left
-    without bytecode, as pip and uv leave it."""
-    todo = missing(root)
+def compile_missing(root: Path, previous: Path | None = None) -> int:
+    """Borrow what bytecode ``previous`` has that fits (``seed``), then compile the rest with
+    ``root``'s own interpreter, one compileall per CPU (compileall works through a list of files
+    one by one); return how many sources were compiled. A source that does not compile (a
+    Python 2 module in a package, say) is left without bytecode, as pip and uv leave it."""
+    todo = seed(root, previous)
     if not todo:
         return 0
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}

@@ -492,9 +492,7 @@ def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir
         else:
             _via_wheelhouse(pip, requirement, cwd, env, via, label)
     localpkgs.relocate_editables(root, cwd)
-    if previous is not None and previous.is_dir():
-        bytecode.seed(root, previous)
-    bytecode.compile_missing(root)
+    bytecode.compile_missing(root, previous if previous is not None and previous.is_dir() else None)
     if engine == "pip" and wheelhouse is not None and wheelhouse.is_dir():
         record_wheels(root, wheelhouse)
     else:  # no wheelhouse files: the pip wheelhouse's pruning still works
