@@ -275,7 +275,8 @@ def test_snippets_are_rendered_into_the_run_dir_and_the_app_files_kept(tmp_path)
     (current / "nginx.conf").write_text("root /home/dotcloud/current/static; # not /home/dotcloudx\n")
     (current / "api-uwsgi.conf").write_text("uwsgi_param X /home/dotcloud;\n")
     (current / "supervisord.conf").write_text(
-        "[program:w]\ncommand=/home/dotcloud/env/bin/python w.py\ndirectory=%(here)s\nuser = dotcloud\n")
+        "[program:w]\ncommand=/home/dotcloud/env/bin/python w.py\ndirectory=%(here)s\nuser = dotcloud\n"
+        "[program:v]\ncommand=python3 v.py\ndirectory=%(ENV_HOME)s/current\n")
     (current / "static/50x.html").write_text("down")
     (current / "static/503.html").write_text("maintenance")
     notes = appconf.prepare(home, run_dir, web=True)
@@ -285,6 +286,7 @@ def test_snippets_are_rendered_into_the_run_dir_and_the_app_files_kept(tmp_path)
     lines = (run_dir / appconf.SUPERVISORD_APP).read_text().splitlines()
     assert lines[1:3] == [f"command={home}/env/bin/python w.py", f"directory={current}"]
     assert lines[3].startswith("; user = dotcloud")
+    assert lines[6] == "directory=%(ENV_HOME)s/.dotcloud/home/current"  # as older versions had it
     assert "/home/dotcloud" in (current / "nginx.conf").read_text()
     assert any("user=dotcloud dropped" in n for n in notes) and any("nginx.conf" in n for n in notes)
     defaults = (run_dir / appconf.NGINX_DEFAULTS).read_text()

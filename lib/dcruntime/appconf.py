@@ -24,6 +24,9 @@ from pathlib import Path
 from .dotcloud import DOTCLOUD_HOME, current
 
 HOME_DOTCLOUD = re.compile(r"/home/dotcloud(?![\w.-])(?:/+(code|current)(?![\w.-]))?")
+# supervisord.conf's own spelling of the app directory's links (older versions of this buildpack
+# had current and code there): they lead to the dotCloud home's links instead.
+ENV_HOME_LINK = re.compile(r"%\(ENV_HOME\)s/+(code|current)(?![\w.-])")
 # `location / {` (or `^~ /`): the same location as the buildpack's, which nginx refuses.
 ROOT_LOCATION = re.compile(r"^\s*location\s+(?:\^~\s*)?/\s*\{", re.M)
 USER_DOTCLOUD = re.compile(r"(?m)^([ \t]*user[ \t]*=[ \t]*dotcloud[ \t]*(?:[;#].*)?)$")
@@ -83,6 +86,7 @@ def render_supervisord(home: Path, run_dir: Path) -> list[str]:
     escaped = str(home).replace("%", "%%")
     text, count = rewrite_home(_read(source), escaped)
     text = text.replace("%(here)s", str(current(home)).replace("%", "%%"))
+    text = ENV_HOME_LINK.sub(lambda m: f"%(ENV_HOME)s/{DOTCLOUD_HOME}/{m.group(1)}", text)
     text, users = USER_DOTCLOUD.subn(r"; \1  (dropped: every program runs as the platform's user)", text)
     _write(target, text)
     notes = [f"current/supervisord.conf: /home/dotcloud -> {home} ({count}x)"] if count else []
