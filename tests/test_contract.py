@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
+import json
 import os
 import pwd
 import shutil
@@ -275,6 +276,97 @@ def test_static_files_and_the_approot_through_herokuish(platform, dist, runtime_
     web = platform.start()
     assert web.get("/static/hello.txt") == (200, (FIXTURES / "web_static_approot/site/static/hello.txt").read_bytes())
     assert web.get("/robots.txt") == (200, b"app: /robots.txt\n")
+    assert web.stop() == 0, web.output
+
+
+def test_dotclouds_home_beside_the_app_not_in_it(platform, dist, runtime_archive):
+    """A Pyramid-style app with __init__.py at the top: `import code` is the standard library's
+    under uWSGI, whose sys.path holds the approot only; dotCloud's `code` and `current` are in
+    the slug's dotCloud home, not in the app's directory."""
+    install_dist(platform, dist)
+    platform.seed_runtime(runtime_archive)
+    build = platform.build(FIXTURES / "home_init_top")
+    assert build.returncode == 0, build
+    assert "dotCloud's home is .dotcloud/home: code -> the app, current -> code" in plain(build.stdout)
+    app = platform.app
+    assert not {"code", "current"} & {p.name for p in app.iterdir()}
+    assert os.readlink(app / ".dotcloud/home/current") == "code"
+    web = platform.start()
+    status, body = web.get()
+    assert status == 200, body
+    seen = json.loads(body)
+    assert seen["code_is_stdlib"] and seen["pdb"], seen
+    assert not seen["current_importable"], seen
+    assert seen["app_paths"] == [str(app)], seen
+    assert web.get("/static/hello.txt") == (200, b"hello static\n")
+    assert web.stop() == 0, web.output
+
+
+def test_raw_wsgi_app_with_an_approot_and_dotclouds_paths(platform, dist, runtime_archive):
+    install_dist(platform, dist)
+    platform.seed_runtime(runtime_archive)
+    build = platform.build(FIXTURES / "home_approot")
+    assert build.returncode == 0, build
+    assert "current -> code/hellowsgi" in plain(build.stdout)
+    app = platform.app
+    web = platform.start()
+    assert web.get() == (200, b"Hello World!\n")
+    status, body = web.get("/where")
+    assert status == 200, body
+    assert json.loads(body) == {"cwd": str(app / "hellowsgi"), "app_paths": [str(app / "hellowsgi")],
+                                "environment.json": True}
+    # The app's nginx.conf: /home/dotcloud/current and /home/dotcloud/code as on dotCloud.
+    assert web.get("/media/hello.txt") == (200, b"hello media\n")
+    assert web.get("/readme.txt") == (200, (FIXTURES / "home_approot/README.txt").read_bytes())
+    assert web.stop() == 0, web.output
+
+
+def test_a_worker_service_runs_as_a_process_type_or_inside_the_web_process(platform, dist, runtime_archive):
+    install_dist(platform, dist)
+    platform.seed_runtime(runtime_archive)
+    platform.config(REDIS_URL="redis://:pw@cache.example:6380")
+    build = platform.build(FIXTURES / "services_worker")
+    log = plain(build.stdout)
+    assert build.returncode == 0, build
+    assert "service 'workers' (python-worker) runs as the process type 'workers' (bin/dcweb workers)" in build.stderr
+    assert "Procfile: web: bin/dcweb, workers: bin/dcweb workers" in log
+    assert "Procfile declares types -> web, workers" in log
+    app = platform.app
+    assert (app / "Procfile").read_text() == "web: bin/dcweb\nworkers: bin/dcweb workers\n"
+
+    worker = platform.start("workers")  # its own dyno: the processes only, no nginx, no uWSGI
+    line = f"consumer | consumer of jobs for service workers in {app}, redis at cache.example"
+    deadline = time.monotonic() + 60
+    while line not in worker.output and worker.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert line in worker.output, worker.output
+    assert "nginx |" not in worker.output and "uwsgi |" not in worker.output
+    assert worker.stop() == 0, worker.output
+
+    web = platform.start(DC_WORKERS_IN_WEB="1")  # dotCloud's single container: one web dyno runs both
+    assert web.get() == (200, b"Hello from www\n")
+    line = f"workers_consumer | consumer of jobs for service workers in {app}, redis at cache.example"
+    deadline = time.monotonic() + 30
+    while line not in web.output and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert line in web.output, web.output
+    assert "DC_WORKERS_IN_WEB: running the worker services' processes here too: workers_consumer" in web.output
+    assert web.stop() == 0, web.output
+
+
+def test_dotclouds_django_tutorial_builds_and_serves(platform, dist, runtime_archive):
+    """settings.py reads ~/environment.json at import, in collectstatic at build as at boot."""
+    install_dist(platform, dist)
+    platform.seed_runtime(runtime_archive)
+    platform.config(DJANGO_SECRET_KEY="s3cret")
+    build = platform.build(FIXTURES / "django_envjson")
+    log = plain(build.stdout)
+    assert build.returncode == 0, build
+    assert "-----> $ python manage.py collectstatic --noinput" in log
+    assert not list(platform.app.glob("environment.*"))  # the build's copy is gone; the boot writes its own
+    web = platform.start()
+    assert web.get() == (200, b"Hello from hellodjango (www)\n")
+    assert web.get("/static/site.css") == (200, (FIXTURES / "django_envjson/static_src/site.css").read_bytes())
     assert web.stop() == 0, web.output
 
 

@@ -166,7 +166,7 @@ def test_uwsgi_options_errors_name_the_setting(config, environ, message):
 def test_processes_become_programs_run_by_sh_from_a_file(tmp_path):
     commands = programs.processes({"processes": {"tick": 'python3 t.py "a ; b # c %(here)s"', "multi": "a\nb"}}, [])
     text = programs.process_sections(commands, Path("/app"), tmp_path, tmp_path / "log")
-    assert f"[program:tick]\ncommand=/bin/sh {tmp_path}/processes/tick\ndirectory=/app/current\n" in text
+    assert f"[program:tick]\ncommand=/bin/sh {tmp_path}/processes/tick\ndirectory=/app/.dotcloud/home/current\n" in text
     assert f"stdout_logfile={tmp_path}/log/tick\n" in text and "redirect_stderr=true" in text
     script = (tmp_path / "processes/tick").read_text()
     assert script.splitlines()[1] == 'exec python3 t.py "a ; b # c %(here)s"'
@@ -224,42 +224,76 @@ def test_listener_stops_a_worker_service_once_all_its_programs_are_fatal(tmp_pat
 def test_a_worker_with_nothing_to_run_falls_back_to_run_or_fails(tmp_path):
     from dcruntime import web as runtime_web
 
-    (tmp_path / "current").mkdir()
+    (tmp_path / ".dotcloud/home/current").mkdir(parents=True)
     service = {"name": "workers", "type": "python-worker"}
     assert runtime_web.worker_programs(tmp_path, service, ["w"], {"w": "x"}) == {"w": "x"}
     with pytest.raises(runtime_web.WebError, match="python-worker service workers has nothing to run"):
         runtime_web.worker_programs(tmp_path, service, [], {})
-    (tmp_path / "current/run").write_text("#!/bin/sh\n")
-    (tmp_path / "current/run").chmod(0o755)
+    (tmp_path / ".dotcloud/home/current/run").write_text("#!/bin/sh\n")
+    (tmp_path / ".dotcloud/home/current/run").chmod(0o755)
     assert runtime_web.worker_programs(tmp_path, service, [], {}) == {"process": "./run"}
+
+
+def test_worker_services_selected_by_name_or_run_in_the_web_process(tmp_path):
+    service = {"name": "www", "type": "python", "data_services": {"data": "redis"}, "workers": {
+        "workers": {"name": "workers", "type": "python-worker", "approot": "w", "environment": {"Q": "jobs", "X": "1"},
+                    "processes": {"consumer": "python3 c.py"}}}}
+    assert dotcloud.select(service, None) == service and dotcloud.select(service, "www") == service
+    worker = dotcloud.select(service, "workers")
+    assert (worker["name"], worker["type"], worker["data_services"]) == ("workers", "python-worker", {"data": "redis"})
+    with pytest.raises(dotcloud.BootError, match=r"no worker service .nope. .*its worker services: workers"):
+        dotcloud.select(service, "nope")
+    assert dotcloud.workers_in_web(service, {}) == {}
+    assert dotcloud.workers_in_web(service, {"DC_WORKERS_IN_WEB": "0"}) == {}
+    assert dotcloud.workers_in_web(worker, {"DC_WORKERS_IN_WEB": "1"}) == {}
+    extra = dotcloud.workers_in_web(service, {"DC_WORKERS_IN_WEB": "1"})
+    commands = programs.worker_commands(extra, Path("/app"), {"X": "platform"}, ["ticker"])
+    assert commands == {"workers_consumer": "export DOTCLOUD_SERVICE_NAME=workers\nexport Q=jobs\n"
+                                            "cd /app/w || exit 1\nexec python3 c.py"}
+    with pytest.raises(dotcloud.BootError, match="program name workers_consumer is taken"):
+        programs.worker_commands(extra, Path("/app"), {}, ["workers_consumer"])
 
 
 # --- the app's snippets, nginx's defaults ---------------------------------------------------
 
 
+def test_home_dotcloud_is_home_and_its_code_and_current_the_dotcloud_homes_links():
+    text = ("/home/dotcloud/current/static /home/dotcloud//code/x /home/dotcloud/data/x /home/dotcloud/codex"
+            " /home/dotcloud/current /home/dotcloud/environment.json /home/dotcloudx")
+    out, count = appconf.rewrite_home(text, "/app")
+    assert out == ("/app/.dotcloud/home/current/static /app/.dotcloud/home/code/x /app/data/x /app/codex"
+                   " /app/.dotcloud/home/current /app/environment.json /home/dotcloudx")
+    assert count == 6
+
+
 def test_snippets_are_rendered_into_the_run_dir_and_the_app_files_kept(tmp_path):
     home, run_dir = tmp_path / "home", tmp_path / "run"
-    (home / "current/static").mkdir(parents=True)
+    dc_home = home / ".dotcloud/home"
+    current = dc_home / "current"
+    (current / "static").mkdir(parents=True)
     run_dir.mkdir()
-    (home / "current/nginx.conf").write_text("root /home/dotcloud/current/static; # not /home/dotcloudx\n")
-    (home / "current/api-uwsgi.conf").write_text("uwsgi_param X /home/dotcloud;\n")
-    (home / "current/supervisord.conf").write_text(
-        "[program:w]\ncommand=/home/dotcloud/env/bin/python w.py\ndirectory=%(here)s\nuser = dotcloud\n")
-    (home / "current/static/50x.html").write_text("down")
-    (home / "current/static/503.html").write_text("maintenance")
+    (current / "nginx.conf").write_text("root /home/dotcloud/current/static; # not /home/dotcloudx\n")
+    (current / "api-uwsgi.conf").write_text("uwsgi_param X /home/dotcloud;\n")
+    (current / "supervisord.conf").write_text(
+        "[program:w]\ncommand=/home/dotcloud/env/bin/python w.py\ndirectory=%(here)s\nuser = dotcloud\n"
+        "[program:v]\ncommand=python3 v.py\ndirectory=%(ENV_HOME)s/current\n")
+    (current / "static/50x.html").write_text("down")
+    (current / "static/503.html").write_text("maintenance")
     notes = appconf.prepare(home, run_dir, web=True)
-    assert (run_dir / "app/nginx.conf").read_text() == f"root {home}/current/static; # not /home/dotcloudx\n"
+    # /home/dotcloud is $HOME; its code and current, the links of the slug's dotCloud home.
+    assert (run_dir / "app/nginx.conf").read_text() == f"root {dc_home}/current/static; # not /home/dotcloudx\n"
     assert (run_dir / "app/api-uwsgi.conf").read_text() == f"uwsgi_param X {home};\n"
     lines = (run_dir / appconf.SUPERVISORD_APP).read_text().splitlines()
-    assert lines[1:3] == [f"command={home}/env/bin/python w.py", f"directory={home}/current"]
+    assert lines[1:3] == [f"command={home}/env/bin/python w.py", f"directory={current}"]
     assert lines[3].startswith("; user = dotcloud")
-    assert "/home/dotcloud" in (home / "current/nginx.conf").read_text()
+    assert lines[6] == "directory=%(ENV_HOME)s/.dotcloud/home/current"  # as older versions had it
+    assert "/home/dotcloud" in (current / "nginx.conf").read_text()
     assert any("user=dotcloud dropped" in n for n in notes) and any("nginx.conf" in n for n in notes)
     defaults = (run_dir / appconf.NGINX_DEFAULTS).read_text()
     assert "error_page 404" not in defaults
-    assert f"location @dc_error_503 {{ root {home}/current/static; try_files /503.html =503; }}" in defaults
+    assert f"location @dc_error_503 {{ root {current}/static; try_files /503.html =503; }}" in defaults
     assert "try_files /50x.html =502;" in defaults
-    (home / "current/nginx.conf").write_text("# mine\nlocation / {\n}\n")
+    (current / "nginx.conf").write_text("# mine\nlocation / {\n}\n")
     notes = appconf.copy_nginx_snippets(home, run_dir)
     assert any(n.startswith("warning: current/nginx.conf:2 defines `location /`") for n in notes)
 
@@ -268,9 +302,9 @@ def test_snippets_are_rendered_into_the_run_dir_and_the_app_files_kept(tmp_path)
 
 
 def test_postinstall_command(tmp_path):
-    (tmp_path / "current").mkdir()
+    (tmp_path / ".dotcloud/home/current").mkdir(parents=True)
     assert postinstall.command({}, tmp_path) is None
-    hook = tmp_path / "current/postinstall"
+    hook = tmp_path / ".dotcloud/home/current/postinstall"
     hook.write_text("echo hi\n")
     with pytest.raises(dotcloud.BootError, match=r"run `chmod \+x postinstall`"):
         postinstall.command({}, tmp_path)
@@ -377,7 +411,7 @@ def test_dotcloud_web_service(slug, web):
     # the buildpack's own modules are not on the app's path.
     seen = json_get(w, "/environ")
     assert seen["environ"]["OVERRIDDEN"] == "platform" and seen["environ"]["DOTCLOUD_DB_MYSQL_HOST"] == "db.example"
-    assert seen["X_APP_HOME"] == f"{app}/code"
+    assert seen["X_APP_HOME"] == f"{app}/.dotcloud/home/code"  # /home/dotcloud/code
     assert not [p for p in seen["sys.path"] if ".dotcloud/lib" in p]
 
     # uWSGI: dotcloud.yml's config, WEB_CONCURRENCY over uwsgi_processes, UWSGI_HARAKIRI over both.
@@ -408,7 +442,7 @@ def test_dotcloud_web_service(slug, web):
     # processes: (sh runs the command from a file: its ; # % survive) and the app's own
     # supervisord.conf written for dotCloud (/home/dotcloud, ~/env, /var/log/supervisor, user=dotcloud).
     w.wait_for(f"ticker | ticker argv=['a ; b # c %(here)s'] cwd={app} GREETING=hello from dotcloud.yml")
-    w.wait_for(f"legacy | legacy started by {app}/env/bin/python")
+    w.wait_for(f"legacy | legacy started by {app}/env/bin/python")  # /home/dotcloud/env: $HOME's
     assert os.readlink(app / "env") == ".dotcloud/python"
     assert "dcweb | current/supervisord.conf: user=dotcloud dropped (1x)" in w.output
     serve.assert_clean_stop(w)

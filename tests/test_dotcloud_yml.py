@@ -54,6 +54,41 @@ def test_python_and_worker_pick_the_python_one(tmp_path):
     assert dotcloud.load(app, tmp_path / "cache").name == "www"
 
 
+def test_code_services_become_workers_named_in_the_log(tmp_path, capsys, monkeypatch):
+    app = app_with(tmp_path, "www:\n  type: python\nworkers:\n  type: python-worker\n  environment:\n    Q: jobs\n"
+                             "  processes:\n    consumer: python3 consumer.py\n"
+                             "cron:\n  type: custom\n  approot: jobs\n  process: ./tick\n"
+                             "builder:\n  type: custom\n  buildscript: build.sh\n"
+                             "db:\n  type: redis\n", **{"jobs/requirements.txt": "six\n"})
+    service = dotcloud.load(app, tmp_path / "cache")
+    assert sorted(service.workers) == ["cron", "workers"]
+    data = service.to_json(".")
+    assert data["workers"]["workers"] == {
+        "name": "workers", "type": "python-worker", "dotcloud_type": "python-worker", "approot": ".",
+        "environment": {"Q": "jobs"}, "processes": {"consumer": "python3 consumer.py"}, "ports": {}}
+    assert data["workers"]["cron"]["processes"] == {"process": "./tick"}
+    assert data["workers"]["cron"]["approot"] == "jobs"
+    err = capsys.readouterr().err
+    assert "service 'workers' (python-worker) runs as the process type 'workers' (bin/dcweb workers)" in err
+    assert "service 'cron' (custom) runs as the process type 'cron'" in err
+    assert "DC_WORKERS_IN_WEB=1" in err
+    assert "service 'cron' has its own jobs/requirements.txt, which is not installed" in err
+    assert "service 'builder' of type 'custom' is not built" in err  # no processes: nothing to run
+    assert "service 'db' (redis) is not run by this buildpack" in err
+    # Another python service is not run, and the log says how to run it.
+    app = app_with(tmp_path, "www:\n  type: python\napi:\n  type: python\n")
+    monkeypatch.setenv("DOTCLOUD_SERVICE", "www")
+    assert dotcloud.load(app, tmp_path / "cache").workers == {}
+    assert "service 'api' (python) is not run: this build is service 'www'" in capsys.readouterr().err
+
+
+def test_a_worker_service_named_web_is_an_error(tmp_path):
+    app = app_with(tmp_path, "www:\n  type: python\nweb:\n  type: python-worker\n")
+    with pytest.raises(log.BuildError) as exc:
+        dotcloud.load(app, tmp_path / "cache")
+    assert exc.value.summary == "dotcloud.yml:3: service 'web' cannot be a Procfile process type"
+
+
 def test_syntax_error_names_the_line(tmp_path):
     app = app_with(tmp_path, "www:\n  type: python\n  config:\n   python_version: [3.12\n")
     with pytest.raises(log.BuildError) as exc:
@@ -125,3 +160,12 @@ def test_keys_that_cannot_be_applied_say_what_to_do(tmp_path, capsys):
     assert "dotcloud.yml:5: 'instances' is not applied here: scale with the platform" in err
     assert "dotcloud.yml:7: config 'enable_newrelic' is not applied here" in err
     assert "unknown" not in err
+
+
+def test_a_worker_services_bad_process_name_fails_the_build_check(tmp_path):
+    from dcbuild import checks
+
+    service = {"approot": ".", "processes": {}, "workers": {"workers": {"processes": {"bad name": "x"}}}}
+    with pytest.raises(log.BuildError) as exc:
+        checks.check_supervisord(tmp_path, ".", service)
+    assert "processes: 'bad name' is not a usable program name" in exc.value.summary

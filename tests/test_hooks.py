@@ -219,3 +219,59 @@ def test_config_vars_for_hooks(tmp_path):
     assert not hooks.config_flag("DISABLE_COLLECTSTATIC", config)  # 0 means not disabled
     (config / "DISABLE_COLLECTSTATIC").write_text("1\n")
     assert hooks.config_flag("DISABLE_COLLECTSTATIC", config)
+
+
+# --- dotCloud's order: environment.json first; collectstatic in postinstall; the real cause ---------
+
+
+@pytest.mark.slow
+def test_environment_json_exists_before_collectstatic_and_is_gone_after(tmp_path, cache):
+    """dotCloud's Django tutorial reads ~/environment.json in settings.py."""
+    app = copy_fixture("django_envjson", tmp_path / "app")
+    build = run_compile(app, cache, env_dir(tmp_path / "env", DJANGO_SECRET_KEY="s3cret"))
+    assert build.returncode == 0, build
+    assert COLLECT in build.stdout
+    assert (app / "static" / "site.css").is_file()
+    # The web process writes it at each start, with the run's config vars; the slug holds none.
+    assert not [p.name for p in app.iterdir() if p.name.startswith("environment.")]
+
+
+@pytest.mark.slow
+def test_collectstatic_run_by_postinstall_is_skipped_at_build(tmp_path, cache):
+    app = copy_fixture("django_envjson", tmp_path / "app")
+    hook = app / "postinstall"
+    hook.write_text("#!/bin/sh\npython manage.py collectstatic --noinput\n")
+    hook.chmod(0o755)
+    build = run_compile(app, cache)
+    assert build.returncode == 0, build
+    assert ("-----> Skipping collectstatic (manage.py): the postinstall (postinstall) hook runs it at every"
+            " start, as on dotCloud") in build.stdout
+    assert COLLECT not in build.stdout
+    assert not (app / "static").exists()
+
+
+@pytest.mark.slow
+def test_collectstatic_failure_names_the_apps_line_or_the_old_manage_py(tmp_path, cache):
+    app = copy_fixture("django_envjson", tmp_path / "app")
+    settings = app / "hellodjango" / "settings.py"
+    settings.write_text(settings.read_text().replace('env["DOTCLOUD_SERVICE_NAME"]', 'env["DOTCLOUD_DB_SQL_HOST"]'))
+    build = run_compile(app, cache)
+    assert_failure(build, "collectstatic failed (exit status 1).")
+    line = next(i for i, text in enumerate(settings.read_text().splitlines(), 1) if "DOTCLOUD_DB_SQL_HOST" in text)
+    assert " !     Cause: KeyError: 'DOTCLOUD_DB_SQL_HOST'\n" in build.stderr
+    assert f" !     In the app's code: hellodjango/settings.py:{line} (in <module>)\n" in build.stderr
+    assert """ !         SERVICE_NAME = env["DOTCLOUD_DB_SQL_HOST"]\n""" in build.stderr
+    assert "Fix the static files settings" not in build.stderr
+
+    # With DATABASE_URL set, dotCloud's name for the database is there at build time too.
+    assert run_compile(app, cache, env_dir(tmp_path / "env", DATABASE_URL="postgres://u:p@db:5432/x")).returncode == 0
+
+    # Django 1.3's manage.py, under a current Django.
+    (app / "manage.py").write_text(
+        "#!/usr/bin/env python\nfrom django.core.management import execute_manager\n"
+        "import settings\n\nif __name__ == '__main__':\n    execute_manager(settings)\n")
+    build = run_compile(app, cache)
+    assert_failure(build, "collectstatic failed (exit status 1).")
+    assert " !     Cause: manage.py is Django 1.3's: it imports execute_manager, removed in Django 1.6.\n" \
+        in build.stderr
+    assert "Fix the static files settings" not in build.stderr

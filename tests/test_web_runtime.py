@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,9 +53,9 @@ def test_buildpack_template_renders_and_keeps_nginx_variables():
     out = render.render(text, env, render.allowed_names(env))
     assert "${" not in out.replace("${NAME}", "")
     assert "listen 5000;" in out
-    assert "root /app/current/;" in out
+    assert "root /app/.dotcloud/home/current/;" in out
     assert "include /tmp/dcweb.x/app/*nginx.conf;" in out  # the app's, as dcruntime.appconf renders them
-    assert "if (-f /app/current/maintenance) {" in out
+    assert "if (-f /app/.dotcloud/home/current/maintenance) {" in out
     assert "uwsgi_pass unix:/tmp/dcweb.x/uwsgi.sock;" in out
     assert "'$remote_addr ($http_x_real_ip) - $remote_user [$time_local] '" in out
 
@@ -478,17 +479,50 @@ def test_approot_links_are_relative_idempotent_and_survive_a_move(tmp_path):
     (app / "src/wsgi.py").write_text("")
     res = approot_step(app, "src/")
     assert res.returncode == 0, res.stderr
-    assert res.stdout == "-----> Linking the approot\n       current -> src, code -> .\n"
-    assert os.readlink(app / "current") == "src" and os.readlink(app / "code") == "."
-    before = (app / "current").lstat()
+    assert res.stdout == ("-----> Linking the approot\n"
+                          "       dotCloud's home is .dotcloud/home: code -> the app, current -> code/src\n")
+    home = app / ".dotcloud/home"
+    links = {p.name: os.readlink(p) for p in home.iterdir()}
+    assert links == {"code": "../..", "current": "code/src", "env": "../python", "environment.json":
+                     "../../environment.json", "environment.yml": "../../environment.yml",
+                     "environment.yaml": "../../environment.yaml"}
+    assert sorted(p.name for p in app.iterdir()) == [".dotcloud", "src"]  # nothing in the app's own directory
+    before = (home / "current").lstat()
     assert approot_step(app, "src").returncode == 0
-    assert (app / "current").lstat().st_ino == before.st_ino
+    assert (home / "current").lstat().st_ino == before.st_ino
     moved = app.rename(tmp_path / "moved")
-    assert (moved / "current" / "wsgi.py").is_file() and (moved / "code" / "src").is_dir()
-    # At run time, with no APPROOT, the script keeps the link it finds.
-    res = subprocess.run([str(BP / "bin/dcapproot.sh"), str(moved)], capture_output=True, text=True,
-                         env={"PATH": os.environ["PATH"], "HOME": str(moved)})
-    assert res.returncode == 0 and os.readlink(moved / "current") == "src"
+    home = moved / ".dotcloud/home"
+    assert (home / "current" / "wsgi.py").is_file() and (home / "code" / "src").is_dir()
+    # At run time, with no APPROOT, the script keeps the link it finds; a read-only slug is fine.
+    moved.joinpath(".dotcloud").chmod(0o555)
+    home.chmod(0o555)
+    try:
+        res = subprocess.run([str(BP / "bin/dcapproot.sh"), str(moved)], capture_output=True, text=True,
+                             env={"PATH": os.environ["PATH"], "HOME": str(moved)})
+    finally:
+        home.chmod(0o755)
+        moved.joinpath(".dotcloud").chmod(0o755)
+    assert res.returncode == 0, res.stderr
+    assert os.readlink(home / "current") == "code/src"
+
+
+def test_approot_dot_and_the_links_of_older_versions(tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "wsgi.py").write_text("")
+    (app / "code").symlink_to(".")  # what versions before 14 made
+    (app / "current").symlink_to(".")
+    assert approot_step(app).returncode == 0
+    assert sorted(p.name for p in app.iterdir()) == [".dotcloud", "wsgi.py"]
+    assert os.readlink(app / ".dotcloud/home/current") == "code"
+    assert (app / ".dotcloud/home/current/wsgi.py").is_file()
+    # With no APPROOT, the link of an older version says where the approot is.
+    (app / "src").mkdir()
+    shutil.rmtree(app / ".dotcloud")
+    (app / "current").symlink_to("src")
+    res = subprocess.run([str(BP / "bin/dcapproot.sh"), str(app)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert os.readlink(app / ".dotcloud/home/current") == "code/src" and not (app / "current").is_symlink()
 
 
 @pytest.mark.parametrize(
@@ -508,28 +542,19 @@ def test_approot_errors_are_clear(tmp_path, approot, message):
     assert res.returncode == 1
     assert res.stderr.startswith(message)
     assert "Traceback" not in res.stderr
-    assert not (app / "current").exists()
+    assert not (app / ".dotcloud").exists()
 
 
-def test_approot_refuses_an_apps_own_current_and_warns_without_wsgi(tmp_path):
+def test_approot_keeps_an_apps_own_code_and_current_and_warns_without_wsgi(tmp_path):
     app = tmp_path / "app"
     (app / "current").mkdir(parents=True)
+    (app / "code").mkdir()
     res = approot_step(app)
-    assert res.returncode == 1
-    assert res.stderr.startswith(" !     Error: The app has its own 'current'.\n")
-    (app / "current").rmdir()
-    res = approot_step(app)
-    assert res.returncode == 0
+    assert res.returncode == 0, res.stderr
     assert " !     Warning: No wsgi.py in the approot (.)" in res.stderr
-
-
-def test_dcapproot_keeps_an_apps_own_code_directory(tmp_path):
-    (tmp_path / "code").mkdir()
-    res = subprocess.run([str(BP / "bin/dcapproot.sh"), str(tmp_path)], capture_output=True, text=True)
-    assert res.returncode == 0
-    assert "warning: the app has its own code" in res.stderr
-    assert (tmp_path / "code").is_dir() and not (tmp_path / "code").is_symlink()
-    assert os.readlink(tmp_path / "current") == "."
+    assert (app / "current").is_dir() and not (app / "current").is_symlink()
+    assert (app / "code").is_dir() and not (app / "code").is_symlink()
+    assert os.readlink(app / ".dotcloud/home/current") == "code"
 
 
 def test_shell_scripts_are_shellcheck_clean():

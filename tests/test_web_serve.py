@@ -244,7 +244,8 @@ def test_plain_app_serves_logs_and_stops_cleanly(slug, web):
 
 def test_static_files_come_from_nginx_in_the_approot(slug, web):
     app = slug("web_static_approot")
-    assert os.readlink(app / "current") == "site"
+    assert os.readlink(app / ".dotcloud/home/current") == "code/site"
+    assert not (app / "current").exists() and not (app / "code").exists()  # nothing in the app's directory
     w = web(app)
     w.wait_ready()
     assert w.request("/wsgi.py")[2] == b"app: /wsgi.py\n"  # sources are never served as files
@@ -420,7 +421,8 @@ def test_moved_slug_still_serves(slug, web, place):
     w = web(moved)
     w.wait_ready()
     assert w.request("/static/hello.txt")[2] == (moved / "site/static/hello.txt").read_bytes()
-    assert "site/" not in os.readlink(moved / "current") and str(app) not in os.readlink(moved / "current")
+    link = os.readlink(moved / ".dotcloud/home/current")
+    assert link == "code/site" and os.readlink(moved / ".dotcloud/home/code") == "../.."  # relative: moves
     assert_clean_stop(w)
 
 

@@ -224,8 +224,11 @@ def check_supervisord(app: Path, approot: str, service: dict) -> None:
                     "supervisord refuses a program without a command, and the web process would not start.",
                     f"Add command=... to [{section}] (run from current/, as on dotCloud), or remove the section.",
                 )
+    workers = service.get("workers") if isinstance(service.get("workers"), dict) else {}
     try:
         programs.processes(service, taken)
+        for worker in workers.values():  # worker services (bin/dcweb NAME) check their processes alike
+            programs.processes(worker if isinstance(worker, dict) else {}, taken)
     except BootError as exc:
         message = str(exc)
         name = re.search(r"processes: '([^']*)'", message)
@@ -256,7 +259,7 @@ def check_nginx(app: Path, approot: str, env_dir: Path | None, bp: Path) -> None
     import subprocess
     import tempfile
 
-    from dcruntime import appconf, render
+    from dcruntime import appconf, dotcloud, render
 
     root = app / approot
     snippets = _snippets(root)
@@ -273,7 +276,8 @@ def check_nginx(app: Path, approot: str, env_dir: Path | None, bp: Path) -> None
         run_dir.mkdir()
         for name in ("mime.types", "uwsgi_params"):
             (home / "config" / name).write_bytes(_read(conf_dir / name))
-        (home / "current").symlink_to(root.resolve())
+        dotcloud.current(home).parent.mkdir(parents=True)
+        dotcloud.current(home).symlink_to(root.resolve())
         appconf.prepare(home, run_dir, web=True)
         environ = {name: PLACEHOLDERS.get(name, "1") for name in render.DEFAULT_NAMES}
         environ.update(HOME=str(home), TMPDIR=tmp, DC_RUN_DIR=str(run_dir), **_template_vars(env_dir))

@@ -2,6 +2,12 @@
 
 dotCloud's build file maps service names to settings (``type``, ``approot``, ``config``, ...).
 Parsing uses a real YAML library (PyYAML); a syntax error names the file and line.
+
+The service built is the web one (``python``; ``DOTCLOUD_SERVICE`` picks among several). The
+other services that are code, ``python-worker`` ones and ``custom`` ones with ``processes:`` or
+``process:``, are the same build's workers: each becomes a Procfile process type of its own name
+(``workers: bin/dcweb workers``, dcbuild.web), listed in service.json's ``workers`` and named in
+the build log. Data services get a warning naming the add-on to provision.
 """
 
 from __future__ import annotations
@@ -16,6 +22,10 @@ from . import log, tools, versions
 from .versions import Request
 
 PYTHON_TYPES = ("python", "python-worker")
+# Code that runs as a worker beside the web service: its processes (processes:, process:, ./run).
+WORKER_TYPES = ("python-worker", "custom")
+# Procfile process type names (Heroku's rule); dotCloud's service names are [a-z0-9_], <= 16.
+PROCESS_TYPE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 # Data services: what to provision instead, and the environment.json type word dotCloud used.
 DATA_SERVICES = {
     "mysql": ("a MySQL database add-on (DATABASE_URL)", "MYSQL"),
@@ -59,6 +69,7 @@ class Service:
     raw: dict[str, Any] = field(default_factory=dict)
     line_of: dict[str, int] = field(default_factory=dict)
     data_services: dict[str, str] = field(default_factory=dict)  # name -> type (mysql, redis, ...)
+    workers: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> its settings
 
     def to_json(self, approot: str) -> dict[str, Any]:
         """What the slug needs at run time (``.dotcloud/service.json``), plain JSON types only."""
@@ -78,7 +89,35 @@ class Service:
             "postbuild": raw.get("postbuild"),
             "ports": {str(k): str(v) for k, v in (raw.get("ports") or {}).items()},
             "data_services": dict(self.data_services),
+            "workers": {name: worker_json(name, settings) for name, settings in self.workers.items()},
         }
+
+
+def _processes(settings: dict[str, Any]) -> dict[str, str]:
+    processes = settings.get("processes") or {}
+    if not processes and settings.get("process"):
+        processes = {"process": settings["process"]}
+    return {str(k): str(v) for k, v in processes.items()} if isinstance(processes, dict) else {}
+
+
+def worker_json(name: str, settings: dict[str, Any]) -> dict[str, Any]:
+    """A worker service's run-time settings (service.json's ``workers``): what the web process
+    (bin/dcweb NAME) needs to run it as a python-worker service."""
+    return {
+        "name": name,
+        "type": "python-worker",
+        "dotcloud_type": str(settings.get("type")),
+        "approot": str(settings.get("approot") or ".").strip().strip("/") or ".",
+        "environment": {str(k): "" if v is None else str(v) for k, v in (settings.get("environment") or {}).items()},
+        "processes": _processes(settings),
+        "ports": {str(k): str(v) for k, v in (settings.get("ports") or {}).items()},
+    }
+
+
+def is_worker_service(settings: dict[str, Any]) -> bool:
+    """python-worker, or custom with processes: or process: (a custom buildscript is not run)."""
+    kind = settings.get("type")
+    return kind == "python-worker" or (kind == "custom" and bool(settings.get("processes") or settings.get("process")))
 
 
 def _line_numbers(text: str) -> dict[str, int]:
@@ -126,6 +165,8 @@ def load(app: Path, cache: Path | None, wanted: str | None = None, quiet: bool =
         (python if settings["type"] in PYTHON_TYPES else others)[str(name)] = settings
     for name, settings in ({} if quiet else others).items():
         kind = str(settings["type"])
+        if is_worker_service(settings):
+            continue  # below, once the web service is known
         if kind in DATA_SERVICES:
             what, word = DATA_SERVICES[kind]
             upper = name.upper()
@@ -156,6 +197,33 @@ def load(app: Path, cache: Path | None, wanted: str | None = None, quiet: bool =
                 "Set the config var DOTCLOUD_SERVICE to the one this app runs.",
             )
     settings = python[name]
+    workers = {n: s for n, s in {**python, **others}.items() if n != name and is_worker_service(s)}
+    for other in python:
+        if other != name and other not in workers and not quiet:
+            log.warn(f"dotcloud.yml:{lines.get(other, 1)}: service '{other}' (python) is not run: this build is"
+                     f" service '{name}'. Deploy '{other}' as an app of its own with the config var"
+                     f" DOTCLOUD_SERVICE={other}.")
+    for worker, worker_settings in workers.items():
+        if not PROCESS_TYPE.fullmatch(worker) or worker == "web":
+            raise log.BuildError(
+                f"dotcloud.yml:{lines.get(worker, 1)}: service '{worker}' cannot be a Procfile process type",
+                "Its processes run as the process type named after the service, and 'web' is the web process"
+                if worker == "web" else "Process type names are letters, digits, '_' and '-'.",
+                "Rename the service in dotcloud.yml.",
+            )
+        if not quiet:
+            kind = worker_settings["type"]
+            log.warn(
+                f"dotcloud.yml: service '{worker}' ({kind}) runs as the process type '{worker}'"
+                f" (bin/dcweb {worker}): scale it to 1 on the platform (e.g. `heroku ps:scale {worker}=1`),"
+                " or set the config var DC_WORKERS_IN_WEB=1 to run it inside the web process, as one dotCloud"
+                " container did."
+            )
+            worker_root = str(worker_settings.get("approot") or ".").strip().strip("/") or "."
+            own_root = str(settings.get("approot") or ".").strip().strip("/") or "."
+            if worker_root != own_root and (app / worker_root / "requirements.txt").is_file():
+                log.warn(f"dotcloud.yml: service '{worker}' has its own {worker_root}/requirements.txt, which is not"
+                         f" installed (the build installs service '{name}''s): add its packages to that one.")
     for key in () if quiet else settings:
         if key not in SERVICE_KEYS:
             log.warn(f"dotcloud.yml:{lines.get(str(key), 1)}: unknown key '{key}' in service '{name}' is ignored.")
@@ -176,7 +244,8 @@ def load(app: Path, cache: Path | None, wanted: str | None = None, quiet: bool =
     if isinstance(requirements, str):
         requirements = [requirements]
     data = {n: str(s["type"]) for n, s in others.items() if str(s["type"]) in DATA_SERVICES}
-    return Service(name, str(settings["type"]), approot, config, [str(r) for r in requirements], settings, lines, data)
+    return Service(name, str(settings["type"]), approot, config, [str(r) for r in requirements], settings, lines, data,
+                   workers)
 
 
 def python_request(service: Service) -> Request | None:

@@ -12,9 +12,18 @@ collectstatic, post_compile)::
                                 the approot, as on dotCloud, with the build image's PATH (the
                                 slug has no Python yet)
     [the build: Python, packages, nginx, configs, approot links]
-    post:  postbuild            from the approot, the slug's Python first on PATH
+    post:  environment.json     written first (as dotCloud did before its build), so settings
+                                that read ~/environment.json import: the config vars, dotCloud's
+                                DOTCLOUD_* names (dcruntime.dotcloud); removed after the steps
+                                (the web process writes it again at every start). postbuild
+                                and collectstatic run with HOME = the app directory, as the
+                                app's processes do, so ~/environment.json is that file
+           postbuild            from the approot, the slug's Python first on PATH
            collectstatic        `python manage.py collectstatic --noinput` when a manage.py is
-                                there and Django is importable; DISABLE_COLLECTSTATIC=1 skips it
+                                there and Django is importable; DISABLE_COLLECTSTATIC=1 skips it,
+                                and so does a postinstall hook that runs it (as dotCloud's Django
+                                tutorial did: it runs at every boot instead). A failure names
+                                its cause (dcbuild.collectfail)
            bin/post_compile     cwd = the app, the slug's Python first on PATH
 
 Every step gets the platform's config vars (ENV_DIR, one file per variable) exported, except
@@ -34,9 +43,11 @@ hook and ``make -q`` says there is nothing to do; any change to the app runs the
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -44,7 +55,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import configvars, log
+from . import collectfail, configvars, log
 
 # The buildpack's own make must not reach a hook that runs make (--no-builtin-rules, -q, ...).
 _NOT_PASSED = frozenset({"PYTHONHOME", "PYTHONPATH", "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES",
@@ -244,13 +255,69 @@ def django_importable(app: Path, cwd: Path, env: dict[str, str]) -> bool:
     return res.returncode == 0
 
 
-def collectstatic(app: Path, approot: str, env_dir: Path | None, env: dict[str, str]) -> None:
+def postinstall_collects(app: Path, service: dict | None) -> str | None:
+    """The postinstall hook's name when it runs collectstatic (dotCloud's Django tutorial's
+    habit), else None. The hook is dotcloud.yml's ``postinstall`` (a file of the approot or a
+    command), else the approot's ``postinstall`` file, as dcruntime.postinstall finds it."""
+    cwd = app / _approot(service)
+    value = (service or {}).get("postinstall")
+    text = "" if value is None else str(value).strip()
+    candidate = cwd / (text or "postinstall")
+    if candidate.is_file():
+        try:
+            body = candidate.read_bytes()[:1 << 20].decode("utf-8", "replace")
+        except OSError:
+            return None
+        label = f"postinstall ({candidate.relative_to(app)})"
+    elif text:
+        body, label = text, f"postinstall ({text})"
+    else:
+        return None
+    return label if re.search(r"\bcollectstatic\b", body) else None
+
+
+@contextlib.contextmanager
+def environment_files(app: Path, service: dict | None, env_dir: Path | None) -> Iterator[None]:
+    """environment.json, .yml and .yaml in the app directory while the post steps run: what the
+    web process writes at start (dcruntime.dotcloud), from the build's config vars. An app's own
+    file of the same name is put back afterwards."""
+    from dcruntime import dotcloud as runtime
+
+    config = {k: v.rstrip("\n") for k, v in configvars.for_build(env_dir).items()}
+    env = runtime.environment(service or {}, config, app)
+    paths = [app / name for name in runtime.ENV_FILES]
+    odd = [p.name for p in paths if p.is_symlink() or (p.exists() and not p.is_file())]
+    if odd:
+        log.warn(f"{odd[0]} was not written for the build steps: the app's own is not a plain file")
+        yield
+        return
+    saved = {p: (p.read_bytes(), p.stat().st_mode) for p in paths if p.is_file()}
+    problem = runtime.write_env_files(app, env)
+    if problem:
+        log.warn(f"environment.json was not written for the build steps: {problem}")
+    try:
+        yield
+    finally:
+        for path in paths:
+            if path in saved:
+                path.write_bytes(saved[path][0])
+                path.chmod(saved[path][1])
+            else:
+                path.unlink(missing_ok=True)
+
+
+def collectstatic(app: Path, approot: str, env_dir: Path | None, env: dict[str, str],
+                  service: dict | None = None) -> None:
     manage = find_manage(app, approot)
     if manage is None:
         return
     shown = manage.relative_to(app)
     if config_flag("DISABLE_COLLECTSTATIC", env_dir):
         log.step(f"Skipping collectstatic ({shown}): DISABLE_COLLECTSTATIC is set")
+        return
+    hook = postinstall_collects(app, service)
+    if hook:
+        log.step(f"Skipping collectstatic ({shown}): the {hook} hook runs it at every start, as on dotCloud")
         return
     if not django_importable(app, manage.parent, env):
         log.step(f"Skipping collectstatic: {shown} is there but Django is not installed")
@@ -262,10 +329,15 @@ def collectstatic(app: Path, approot: str, env_dir: Path | None, env: dict[str, 
     step = Step("collectstatic", [python, "manage.py", "collectstatic", "--noinput"], manage.parent)
     code, lines = run(step, env, quiet_prefixes=("Copying '", "Post-processed '"))
     if code != 0:
-        cause = next((line.strip() for line in reversed(lines) if line.strip()), "")
+        where_run = f"Command: {command}, in {'the app' if manage.parent == app else f'{where}/'}."
+        diagnosis = collectfail.cause(lines, app)
+        if diagnosis:
+            raise log.BuildError(f"collectstatic failed ({_status(code)})", where_run, *diagnosis,
+                                 "Django's output is above, indented.")
+        cause = collectfail.exception(lines)
         raise log.BuildError(
             f"collectstatic failed ({_status(code)})",
-            f"Command: {command}, in {'the app' if manage.parent == app else f'{where}/'}.",
+            where_run,
             *([f"Cause: {cause}"] if cause else []),
             "Django's output is above, indented. Fix the static files settings (STATIC_ROOT, STATICFILES_DIRS)"
             " or the file the cause names,",
@@ -392,13 +464,17 @@ def pre(app: Path, env_dir: Path | None, cache_dir: Path | None) -> None:
 def post(app: Path, env_dir: Path | None, cache_dir: Path | None, python_key: str) -> None:
     service = _service_from_json(app)
     env = hook_env(app, env_dir, cache_dir, slug_python=True)
-    postbuild = _dotcloud_hook(app, service, "postbuild")
-    if postbuild:
-        run_hook(postbuild, env)
-    collectstatic(app, _approot(service), env_dir, env)
-    post_compile = _heroku_hook(app, "post_compile")
-    if post_compile:
-        run_hook(post_compile, env)
+    # dotCloud's steps see HOME as the app's processes will (the app directory), so that
+    # ~/environment.json is the file just written.
+    dc_env = {**env, "HOME": str(app)}
+    with environment_files(app, service, env_dir):
+        postbuild = _dotcloud_hook(app, service, "postbuild")
+        if postbuild:
+            run_hook(postbuild, dc_env)
+        collectstatic(app, _approot(service), env_dir, dc_env, service)
+        post_compile = _heroku_hook(app, "post_compile")
+        if post_compile:
+            run_hook(post_compile, env)
     _record(app, env_dir, python_key)
 
 

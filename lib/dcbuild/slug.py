@@ -100,7 +100,8 @@ def keys(app: Path, env_dir: Path | None, bp: Path = BUILDPACK) -> dict[str, str
         "DCRUNTIME_HASH": runtime,
         "PROFILE_KEY": digest(_read(bp / "config" / "profile.sh"), _read(bp / "lib" / "dcbuild" / "envfile.py"),
                               service_json, slug_py),
-        "CONFIGS_KEY": digest(runtime, *(_read(bp / name) for name in web_files())),
+        # service.json: the default Procfile has a line per worker service (dcbuild.web).
+        "CONFIGS_KEY": digest(runtime, service_json, *(_read(bp / name) for name in web_files())),
         "APPROOT_KEY": digest(approot, _read(bp / "bin" / "dcapproot.sh"), _read(bp / "lib" / "dcbuild" / "web.py"),
                               slug_py),
         "CHECKS_KEY": checks.key(app, approot, env_dir, runtime, bp),

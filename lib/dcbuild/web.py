@@ -8,11 +8,14 @@
 ``dcruntime`` package into the slug. A file the app ships under the same name is the app's and
 stays; the log says so. What this step wrote is recorded with its sha256 in
 ``.dotcloud/web-configs.json``, so running it again replaces its own files and only those.
-A ``Procfile`` (``web: bin/dcweb``) is written only when the app has none.
+A ``Procfile`` (``web: bin/dcweb``, plus ``NAME: bin/dcweb NAME`` for each worker service of
+dotcloud.yml, service.json's ``workers``) is written only when the app has none; an app's own
+Procfile is kept, and the log names the worker lines it lacks.
 
 ``approot`` checks the approot (``APPROOT``, which the Makefile exports from the build plan:
 the environment's, else dotcloud.yml's, else ``.``) and runs ``bin/dcapproot.sh`` in the build
-directory, so ``current`` and ``code`` exist in the slug as relative links.
+directory, so that dotCloud's home, ``.dotcloud/home/`` with ``code``, ``current`` and ``env``
+(relative links), exists in the slug. Nothing is linked into the app's own directory.
 """
 
 from __future__ import annotations
@@ -75,6 +78,21 @@ def _source(bp: Path, app: Path, name: str) -> Path:
     return bp / name
 
 
+def workers(app: Path) -> list[str]:
+    """The worker services of service.json (dcbuild.dotcloud), by name."""
+    try:
+        service = json.loads((app / ".dotcloud" / "service.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    found = service.get("workers") if isinstance(service, dict) else None
+    return sorted(found) if isinstance(found, dict) else []
+
+
+def procfile(names: list[str]) -> str:
+    """The default Procfile: the web process, and one process type per worker service."""
+    return PROCFILE + "".join(f"{name}: bin/dcweb {name}\n" for name in names)
+
+
 def install_configs(app: Path, bp: Path = BUILDPACK, runtime_lib: Path | None = None) -> None:
     """The files of FILES, and the dcruntime package: from ``runtime_lib`` (the cache layer
     with its bytecode, dcbuild.slug) when given, else the buildpack's sources."""
@@ -87,12 +105,13 @@ def install_configs(app: Path, bp: Path = BUILDPACK, runtime_lib: Path | None = 
     installed, kept = [], []
     wanted = [(_source(bp, app, src), dest, mode) for src, dest, mode in FILES]
     wanted.append((None, "Procfile", 0o644))
+    names = workers(app)
     for src, dest, mode in wanted:
         target = app / dest
         if (target.exists() or target.is_symlink()) and (target.is_symlink() or record.get(dest) != sha256(target)):
             kept.append(dest)
             continue
-        data = PROCFILE.encode() if src is None else src.read_bytes()
+        data = procfile(names).encode() if src is None else src.read_bytes()
         _write(target, data, mode)
         record[dest] = hashlib.sha256(data).hexdigest()
         installed.append(dest)
@@ -106,11 +125,26 @@ def install_configs(app: Path, bp: Path = BUILDPACK, runtime_lib: Path | None = 
     _write(record_path, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode(), 0o644)
 
     log.detail("Installed " + " ".join(installed) if installed else "Nothing to install")
+    if "Procfile" in installed and names:
+        log.detail("Procfile: web: bin/dcweb, " + ", ".join(f"{name}: bin/dcweb {name}" for name in names))
     for dest in kept:
         if dest == "Procfile":
             log.detail("Using the app's own Procfile (the default would be: web: bin/dcweb)")
+            _check_procfile(app / "Procfile", names)
         else:
             log.detail(f"Keeping the app's own {dest} (not replaced by the buildpack's)")
+
+
+def _check_procfile(path: Path, names: list[str]) -> None:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return
+    types = {line.partition(":")[0].strip() for line in text.splitlines() if ":" in line}
+    for name in names:
+        if name not in types:
+            log.warn(f"Procfile: dotcloud.yml's service '{name}' has no process type there, so it does not run",
+                     f"Add the line `{name}: bin/dcweb {name}` to the Procfile.")
 
 
 def check_approot(app: Path, approot: str) -> str:
@@ -129,13 +163,6 @@ def check_approot(app: Path, approot: str) -> str:
             f"APPROOT: approot '{approot}' leads outside the app",
             f"{approot} is a link to a directory outside the app; dotCloud's approot is inside it.",
         )
-    current = app / "current"
-    if current.exists() and not current.is_symlink():
-        raise log.BuildError(
-            "The app has its own 'current'",
-            "dotCloud used current for the link to the approot, and so does this buildpack.",
-            "Rename the app's current.",
-        )
     return approot
 
 
@@ -153,7 +180,8 @@ def link_approot(app: Path, bp: Path = BUILDPACK) -> None:
             log.warn(line.removeprefix("dcapproot.sh: warning: "))
     if result.returncode != 0:
         raise log.BuildError("Cannot link the approot", result.stderr.strip())
-    log.detail(f"current -> {approot}, code -> .")
+    current = "code" if approot == "." else f"code/{approot}"
+    log.detail(f"dotCloud's home is .dotcloud/home: code -> the app, current -> {current}")
     if not (app / approot / "wsgi.py").is_file():
         log.warn(
             f"No wsgi.py in the approot ({approot})",

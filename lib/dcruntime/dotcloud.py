@@ -35,6 +35,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 SERVICE_JSON = ".dotcloud/service.json"
+# dotCloud's home directory (/home/dotcloud) as the slug has it (bin/dcapproot.sh makes it):
+# ``code`` (the whole tree), ``current`` (code/<approot>), ``env`` and the environment files,
+# side by side. Inside ``.dotcloud/`` (a name Python cannot import), never in the app's own
+# directory, which is on sys.path when the approot is ``.``.
+DOTCLOUD_HOME = ".dotcloud/home"
 ENV_FILES = ("environment.json", "environment.yml", "environment.yaml")
 # Shell bookkeeping, not configuration: left out of the environment files.
 NOT_WRITTEN = frozenset({"_", "SHLVL", "PWD", "OLDPWD"})
@@ -52,6 +57,16 @@ DEFAULT_PORTS = {"mysql": "3306", "postgres": "5432", "postgis": "5432", "redis"
 
 
 LIB_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def dotcloud_home(home: Path) -> Path:
+    """dotCloud's ``/home/dotcloud`` in this slug (``home`` is ``$HOME``, the app's directory)."""
+    return home / DOTCLOUD_HOME
+
+
+def current(home: Path) -> Path:
+    """dotCloud's ``~/current``: the approot, through its link in the dotCloud home."""
+    return home / DOTCLOUD_HOME / "current"
 
 
 def app_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -81,6 +96,32 @@ def load_service(home: Path) -> dict[str, object]:
     if not isinstance(data, dict):
         raise BootError(f"{path} is not a JSON object: build the app again")
     return data
+
+
+def select(service: Mapping[str, object], name: str | None) -> dict[str, object]:
+    """The service this process runs: service.json's own, or (``bin/dcweb NAME``) its worker
+    service NAME (dcbuild.dotcloud's ``workers``), which shares the data services."""
+    if not name or name == service.get("name"):
+        return dict(service)
+    workers = service.get("workers") if isinstance(service.get("workers"), dict) else {}
+    if name not in workers:
+        known = ", ".join(sorted(workers)) or "none"
+        raise BootError(f"dotcloud.yml has no worker service {name!r} (bin/dcweb {name}); its worker services: {known}."
+                        " The Procfile names it: build the app again after changing dotcloud.yml")
+    worker = dict(workers[name])
+    worker["data_services"] = service.get("data_services") or {}
+    return worker
+
+
+def workers_in_web(service: Mapping[str, object], environ: Mapping[str, str]) -> dict[str, dict[str, object]]:
+    """The worker services the web process runs too: all of them when ``DC_WORKERS_IN_WEB`` is
+    set (to anything but empty or 0), as dotCloud's single container did; else none."""
+    if environ.get("DC_WORKERS_IN_WEB", "").strip().lower() in ("", "0", "false", "no", "off"):
+        return {}
+    if is_worker(service):
+        return {}
+    found = service.get("workers")
+    return {str(k): v for k, v in found.items() if isinstance(v, dict)} if isinstance(found, dict) else {}
 
 
 def mapping(service: Mapping[str, object], key: str) -> dict[str, str]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from .dotcloud import BootError
+from .dotcloud import BootError, current
 
 DEFAULT_NAME = "postinstall"
 TIMEOUT_VAR = "DC_POSTINSTALL_TIMEOUT"
@@ -53,7 +53,7 @@ def _program(path: Path, relative: str) -> list[str]:
 
 def command(service: Mapping[str, object], home: Path) -> tuple[list[str], str] | None:
     """(argv, label) of the hook to run, or None."""
-    cwd = home / "current"
+    cwd = current(home)
     value = service.get("postinstall")
     text = "" if value is None else str(value).strip()
     if not text:

@@ -23,7 +23,7 @@ import shlex
 from collections.abc import Mapping
 from pathlib import Path
 
-from .dotcloud import BootError
+from .dotcloud import BootError, current
 
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 CORE = ("nginx", "uwsgi")
@@ -84,6 +84,40 @@ def processes(service: Mapping[str, object], taken: list[str]) -> dict[str, str]
     return result
 
 
+def from_dir(commands: Mapping[str, str], path: Path) -> dict[str, str]:
+    """The commands, each run from ``path`` (a worker service whose approot is not the build's)."""
+    prefix = f"cd {shlex.quote(str(path))} || exit 1\n"
+    return {name: prefix + (command if "\n" in command else f"exec {command}") for name, command in commands.items()}
+
+
+def worker_commands(
+    workers: Mapping[str, Mapping[str, object]], home: Path, environ: Mapping[str, str], taken: list[str]
+) -> dict[str, str]:
+    """The processes of worker services run by the web process (``DC_WORKERS_IN_WEB``), named
+    ``<service>_<process>``: each from its service's approot, with ``DOTCLOUD_SERVICE_NAME`` and
+    its service's ``environment:`` (where the platform's config vars do not set the name)."""
+    out: dict[str, str] = {}
+    for service, settings in workers.items():
+        commands = processes(settings, [])
+        if not commands:
+            raise BootError(f"DC_WORKERS_IN_WEB: the worker service {service} has no processes: in dotcloud.yml;"
+                            f" run it as its own process type (bin/dcweb {service}) instead")
+        approot = home / str(settings.get("approot") or ".")
+        env = {"DOTCLOUD_SERVICE_NAME": service}
+        values = settings.get("environment")
+        for key, value in (values.items() if isinstance(values, dict) else ()):
+            if key not in environ and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(key)):
+                env[str(key)] = str(value)
+        exports = "".join(f"export {key}={shlex.quote(value)}\n" for key, value in env.items())
+        for name, command in from_dir(commands, approot).items():
+            program = f"{service}_{name}"
+            if program in RESERVED or program in taken or program in out:
+                raise BootError(f"DC_WORKERS_IN_WEB: the program name {program} is taken: rename process {name}"
+                                f" of service {service} in dotcloud.yml")
+            out[program] = exports + command
+    return out
+
+
 def process_sections(commands: Mapping[str, str], home: Path, run_dir: Path, log_dir: Path) -> str:
     """supervisord sections for ``processes:``; each command into run_dir/processes/<name>."""
     scripts = run_dir / "processes"
@@ -98,7 +132,7 @@ def process_sections(commands: Mapping[str, str], home: Path, run_dir: Path, log
             "",
             f"[program:{name}]",
             f"command={_escape(shlex.join(['/bin/sh', str(script)]))}",
-            f"directory={_escape(str(home / 'current'))}",
+            f"directory={_escape(str(current(home)))}",
             *PROGRAM_SETTINGS,
             f"stdout_logfile={_escape(str(log_dir / name))}",
         ]

@@ -5,7 +5,8 @@ involved: nothing to decide. As root (a container's default, ``sudo make serve``
 workers, which parse untrusted HTTP, must not run as root: they run as ``nobody``. They need
 to enter the private run directory (the uWSGI socket; as root it is 0710 with the workers'
 group, the socket 0660 ``root:<that group>``) and the app's directory (``root
-$HOME/current/``: static files, the maintenance check). A directory above either that they
+$HOME/.dotcloud/home/current/``, dotCloud's ``current``: static files, the maintenance check). A
+directory above either that they
 cannot enter (``/root``, a ``mktemp -d`` TMPDIR) gives 502 or 403 to every request while
 every process keeps running, so at start:
 
@@ -120,8 +121,11 @@ def first_closed_of(paths: list[Path], workers: Workers) -> Path | None:
 
 
 def app_dirs(home: Path) -> list[Path]:
-    """What nginx's workers open files under: ``$HOME/current`` as written, and where it leads."""
-    current = home / "current"
+    """What nginx's workers open files under: dotCloud's ``current`` as nginx's configuration
+    writes it (``dcruntime.dotcloud.current``), and where it leads."""
+    from .dotcloud import current as dotcloud_current
+
+    current = dotcloud_current(home)
     return [current, Path(os.path.realpath(current))]
 
 
@@ -159,7 +163,7 @@ def choose(home: Path, environ: dict[str, str]) -> Workers | None:
             if app_closed(home, candidate) is None:
                 return candidate
     raise ReachError(
-        f"nginx's workers run as {chosen.name} and cannot enter {closed}, on the way to the app ({home}/current):"
+        f"nginx's workers run as {chosen.name} and cannot enter {closed}, on the way to the app ({app_dirs(home)[-1]}):"
         f" every request would fail. Either let them through: chmod o+x {closed} (they can then enter it,"
         " not list it), or run them as root: set NGINX_USER=root"
     )

@@ -33,7 +33,10 @@
    with ``DC_VERBOSE=1``);
 5. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last
    (``dcruntime.programs``): the ``processes:`` programs, log settings for the app's programs,
-   ``user=root`` when run as root, and for a ``python-worker`` service nginx and uWSGI left out;
+   ``user=root`` when run as root, and for a ``python-worker`` service nginx and uWSGI left out.
+   ``bin/dcweb NAME`` (a Procfile process type) runs dotcloud.yml's worker service NAME that
+   way; with ``DC_WORKERS_IN_WEB`` set, the web process runs every worker service's processes
+   too, as ``<service>_<process>``;
 6. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is shown as
    ``supervisord | ...``), logs ``ready in N ms`` once ``GET /`` through nginx answers
    (``dcruntime.probe``), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
@@ -327,7 +330,7 @@ def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None, bool
             say(f"warning: {problem}")
     if hook:
         stopped = postinstall.run(
-            hook[0], hook[1], home / "current", env, limit, out=lambda data: write_all(1, data), say=say,
+            hook[0], hook[1], dotcloud.current(home), env, limit, out=lambda data: write_all(1, data), say=say,
             signals=FORWARDED,
         )
         if stopped is not None:
@@ -348,7 +351,7 @@ def worker_programs(home: Path, service: dict, watched: list[str], commands: dic
     """A python-worker's programs: dotCloud's default ``process`` is ``./run``; nothing is an error."""
     if watched:
         return commands
-    run_file = home / "current" / "run"
+    run_file = dotcloud.current(home) / "run"
     if run_file.is_file() and os.access(run_file, os.X_OK):
         return {"process": "./run"}
     raise WebError(
@@ -364,7 +367,9 @@ def announce_ready(parent: Parent, port: int) -> None:
         say(f"ready in {probe.since(STARTED)} ms (GET / answered {status})")
 
 
-def run() -> int:
+def run(name: str | None = None) -> int:
+    """The web process; with ``name`` (``bin/dcweb NAME``, a Procfile process type), dotcloud.yml's
+    worker service of that name instead (its processes only, as a python-worker)."""
     home = Path(os.environ.get("HOME") or os.getcwd())
     conf = home / "config" / "supervisord.conf"
     if not conf.is_file():
@@ -375,7 +380,7 @@ def run() -> int:
         if found is None:
             raise WebError(f"supervisord is not installed next to {sys.executable} nor on PATH")
         supervisord = Path(found)
-    service = dotcloud.load_service(home)
+    service = dotcloud.select(dotcloud.load_service(home), name)
     worker = dotcloud.is_worker(service)
     port = os.environ.get("PORT") or "5000"
     say(startlog.versions(home, None if worker else port))
@@ -400,6 +405,14 @@ def run() -> int:
         if worker:
             commands = worker_programs(home, service, watched, commands)
             watched = programs.watched(found, commands)
+        approot = home / str(service.get("approot") or ".")
+        if commands and approot.resolve() != dotcloud.current(home).resolve():  # a worker service's own approot
+            commands = programs.from_dir(commands, approot)
+        extra = dotcloud.workers_in_web(service, base)
+        if extra:
+            more = programs.worker_commands(extra, home, app_environ(), [n for n, _ in found] + list(commands))
+            say("DC_WORKERS_IN_WEB: running the worker services' processes here too: " + ", ".join(more))
+            commands.update(more)
         env["DC_CORE_PROGRAMS"] = "" if worker else ",".join(programs.CORE)
         env["DC_WORKER_PROGRAMS"] = ",".join(watched) if worker else ""
         if ini is not None:
@@ -436,12 +449,15 @@ def run() -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     global STARTED
     STARTED = probe.started()
     proctitle.set_title("dcweb")
+    args = sys.argv[1:] if argv is None else argv
     try:
-        return run()
+        if len(args) > 1:
+            raise WebError("usage: bin/dcweb [WORKER_SERVICE]")
+        return run(args[0] if args else None)
     except (WebError, BootError, reach.ReachError) as exc:
         say(f"error: {exc}")
         return 1
