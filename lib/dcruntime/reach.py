@@ -5,10 +5,9 @@ involved: nothing to decide. As root (a container's default, ``sudo make serve``
 workers, which parse untrusted HTTP, must not run as root: they run as ``nobody``. They need
 to enter the private run directory (the uWSGI socket; as root it is 0710 with the workers'
 group, the socket 0660 ``root:<that group>``) and the app's directory (``root
-$HOME/.dotcloud/home/current/``, dotCloud's ``current``: static files, the maintenance check). A
-directory above either that they
-cannot enter (``/root``, a ``mktemp -d`` TMPDIR) gives 502 or 403 to every request while
-every process keeps running, so at start:
+$HOME/.dotcloud/home/current/``, dotCloud's ``current``: static files, the maintenance check).
+A directory above either that they cannot enter (``/root``, a ``mktemp -d`` TMPDIR) gives 502
+or 403 to every request while every process keeps running, so at start:
 
 - the workers' user is ``NGINX_USER`` if set (an explicit choice, ``root`` included), else
   ``nobody``, else, when nobody cannot enter the app's directory but the app's owner (not
