@@ -84,6 +84,11 @@ INSTALL_ARGS := --installer '$(INSTALLER)' --tools '$(CACHE)' --cache '$(CACHE)/
 DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
 
 USER_LAYER := $(if $(USER_REQS),$(LAYERS)/userreqs-$(USER_KEY),$(DC_LAYER))
+# The migration report (dcbuild/migrate.py): the app's Python files compiled by the target Python,
+# removed modules, requirements, /home/dotcloud, data services. Made after the runtime and before
+# any install, so that a failing install still shows it; REPORT_KEY names it by content, and a
+# cached one was shown at parse time (dcbuild.slug prepare), its stamp made there.
+REPORT_STAMP := $(STATE)/report-$(REPORT_KEY)
 
 # Say what the cache already holds (at parse time, so `make -q` stays quiet about work).
 ifneq ($(wildcard $(LAYERS)/runtime-$(PY_KEY)),)
@@ -108,7 +113,12 @@ python: | $(LAYERS)/runtime-$(PY_KEY)
 dcreqs: | $(DC_LAYER)
 userreqs: | $(STATE)/python-$(USER_KEY)
 
-$(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
+$(REPORT_STAMP): | $(LAYERS)/runtime-$(PY_KEY)
+	@$(DC_FAST).migrate build '$(BUILD_DIR)' --python '$(LAYERS)/runtime-$(PY_KEY)/python/bin/python3' \
+	  --version '$(PY_VERSION)' --key '$(REPORT_KEY)' --stamp '$@' --cache '$(CACHE)' \
+	  --requirements '$(USER_REQS)' --env-dir '$(ENV_DIR)'
+
+$(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY) $(REPORT_STAMP)
 	@$(DC).cache why --kind dcreqs $(STATE_ARGS)
 	@echo "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(LAYERS)/runtime-$(PY_KEY),$$tmp); \
@@ -116,7 +126,7 @@ $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
 	  --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
-$(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
+$(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER) $(REPORT_STAMP)
 	@$(DC).cache why --kind userreqs $(STATE_ARGS)
 	@echo "-----> Installing requirements with $(INSTALLER) ($(USER_REQS_LABEL))"
 	@# Start from the last environment on the same runtime and dcreqs, when there is one: only
@@ -154,7 +164,7 @@ SLUG_STEPS := checks=$(CHECKS_STAMP) python=$(PYTHON_STAMP) profile=$(PROFILE_ST
 # What they need, in this order: the packages first (make would take the layers, which .SECONDARY
 # makes intermediate files, after the nginx stamp otherwise), then nginx, then the bytecode.
 .PHONY: slug-inputs slug-layers
-slug-layers: | $(USER_LAYER)
+slug-layers: | $(REPORT_STAMP) $(USER_LAYER)
 slug-inputs: | slug-layers $(NGINX_STAMP) $(RUNTIME_LIB)
 $(foreach step,$(SLUG_STEPS),$(lastword $(subst =, ,$(step)))) &: | slug-inputs
 	@$(DC_FAST_NOSITE).slug run '$(BUILD_DIR)' $(foreach step,$(SLUG_STEPS),--step '$(step)') \

@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from . import dotcloud, lockfiles, log, manifest, migrate, pip, reqs, runtime
+from . import dotcloud, lockfiles, log, manifest, pip, reqs, runtime
 
 
 def _lock(app: Path, approot: str, cache: Path, env_dir: Path | None) -> tuple[str | None, list[Path], str]:
@@ -77,8 +77,6 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
     label = found_label  # dotcloud.yml's requirements (the only other list) say so below
     if service and service.requirements:
         label = (f"{found_label} + " if found else "") + "dotcloud.yml requirements"
-    if service:
-        migrate.warn_about(app)
     settings = service.to_json(approot) if service else {"approot": approot}
     return {
         "PY_VERSION": str(version),

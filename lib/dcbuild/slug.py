@@ -152,7 +152,7 @@ def _take(argv: list[str], name: str, has_value: bool = True) -> tuple[list[str]
 def prepare(argv: list[str]) -> int:
     """dcbuild.plan's command line (with ``--platform``) plus ``--keys FILE``, ``--stack STACK``
     and ``--precopy`` (start the environment's copy when it is due: see ``precopy``)."""
-    from . import manifest, plan
+    from . import manifest, migrate, plan
 
     argv, out = _take(argv, "--keys")
     argv, stack = _take(argv, "--stack")
@@ -164,12 +164,18 @@ def prepare(argv: list[str]) -> int:
     platform = str(_option(plan_argv, "--platform") or manifest.current_platform())
     layers = layer_keys(values, platform, stack or "")
     env_dir = _option(plan_argv, "--env-dir")
-    found = {**layers, **keys(app, env_dir)}
+    report_key = migrate.key(app, values["PY_VERSION"], values["USER_REQS"], env_dir)
+    found = {**layers, **keys(app, env_dir), "REPORT_KEY": report_key}
     keys_out = Path(out)
     tmp = keys_out.with_name(f"{keys_out.name}.tmp.{os.getpid()}")
     tmp.write_text("".join(f"{name} := {value}\n" for name, value in found.items()))
     os.replace(tmp, keys_out)
     cache = _option(plan_argv, "--cache")
+    # The migration report, when the cache has it for this key: shown here, in this process (a
+    # warm redeploy starts none for it); else make's report step makes it with the target Python.
+    report_stamp = app / ".dotcloud" / "state" / f"report-{report_key}"
+    if cache is not None and not report_stamp.exists():
+        migrate.show_cached(app, cache, report_key, env_dir, report_stamp)
     if early is not None and cache is not None:
         kind = f"userreqs-{layers['USER_KEY']}" if values["USER_REQS"] else f"dcreqs-{layers['DC_KEY']}"
         layer = cache / "layers" / kind
