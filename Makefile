@@ -1,6 +1,7 @@
 # buildpack-python-dotcloud: the build as a make DAG.
 #
 #   make compile BUILD_DIR=/path/to/app [CACHE_DIR=...] [ENV_DIR=...]   (what bin/compile runs)
+#   make report APP=path/to/app [OUT=file]   (the migration report, before the first deploy)
 #   make python-3.13.0 | vendor | test | lint | serve | bench | soak
 #
 # Every expensive step keeps its result in CACHE_DIR under a name that says what it holds
@@ -173,6 +174,29 @@ $(foreach step,$(SLUG_STEPS),$(lastword $(subst =, ,$(step)))) &: | slug-inputs
 	  --python-message 'Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS_LABEL),no requirements.txt)' \
 	  --used '$(LAYERS)/runtime-$(PY_KEY)' --used '$(DC_LAYER)' --used '$(USER_LAYER)' --used '$(RUNTIME_LIB)' \
 	  --used '$(CACHE)/runtimes/cpython-$(PY_KEY).tar.gz'
+endif
+
+# --- the migration report on its own ------------------------------------------------------
+# make report APP=path/to/app [OUT=file]: what the build's migration report would say, before the
+# first deploy (bin/report runs this). The app's directory is only read; the runtime it names is
+# fetched into CACHE_DIR as a build would.
+APP ?=
+OUT ?=
+.PHONY: report
+ifeq ($(APP),)
+report:
+	$(error make report needs APP=path/to/app)
+else
+REPORT_PY := $(shell $(DC_FAST).migrate python '$(APP)' --cache '$(CACHE)' || echo FAILED)
+ifeq ($(REPORT_PY),)
+$(error Report stopped)
+endif
+ifneq ($(filter FAILED,$(REPORT_PY)),)
+$(error Report stopped)
+endif
+report: | $(LAYERS)/runtime-$(lastword $(REPORT_PY))-$(PLATFORM)
+	@$(DC).migrate report '$(APP)' --python '$(LAYERS)/runtime-$(lastword $(REPORT_PY))-$(PLATFORM)/python/bin/python3' \
+	  --version '$(lastword $(REPORT_PY))' --cache '$(CACHE)' $(if $(OUT),--out '$(OUT)')
 endif
 
 # --- development ------------------------------------------------------------------------

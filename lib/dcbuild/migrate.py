@@ -343,9 +343,9 @@ class Report:
             lines.append(f"{title.format(version=self.version)}: {len(found) or 'none'}")
             lines += [f"  {line}" for line in found]
         if self.python2 or self.sections.get("modules"):
-            lines += ["", "Porting: run `pyupgrade --py3-plus` or `python -m lib2to3` (Python <= 3.12) over the",
-                      "code, fix what this report lists, then build with DC_STRICT_PY3=1 so that no Python 2",
-                      "syntax comes back."]
+            lines += ["", "Porting: convert the code once with 2to3, which Python 3.12 and older still have",
+                      "(`python3.12 -m lib2to3 -w -n .`), fix what it leaves (the sections above), then build",
+                      "with DC_STRICT_PY3=1 so that no Python 2 syntax comes back."]
         return "\n".join(lines) + "\n"
 
 
@@ -404,7 +404,7 @@ def _cached(cache: Path, report_key: str) -> Path:
     return cache / "reports" / f"migration-{report_key}.json"
 
 
-def show(app: Path, data: dict, env_dir: Path | None) -> None:
+def show(app: Path, data: dict, env_dir: Path | None, cached: bool = False) -> None:
     """Write .dotcloud/migration.txt, print the report, and fail if strict and Python 2 was found."""
     out = app / REPORT
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -413,11 +413,12 @@ def show(app: Path, data: dict, env_dir: Path | None) -> None:
     os.replace(tmp, out)
     sections: dict[str, list[str]] = data["sections"]
     total = sum(len(lines) for lines in sections.values())
+    unchanged = " (app unchanged: from the cache)" if cached else ""
     if not total:
-        log.step(f"Migration report: nothing to port for Python {data['version']} ({REPORT})")
+        log.step(f"Migration report: nothing to port for Python {data['version']} ({REPORT}){unchanged}")
         return
     counts = ", ".join(f"{len(lines)} {name}" for name, lines in sections.items() if lines)
-    log.step(f"Migration report for Python {data['version']}: {counts} (all in {REPORT})")
+    log.step(f"Migration report for Python {data['version']}: {counts} (all in {REPORT}){unchanged}")
     for name, title in TITLES.items():
         lines = sections.get(name, [])
         if not lines:
@@ -447,7 +448,7 @@ def show_cached(app: Path, cache: Path, report_key: str, env_dir: Path | None, s
         data = json.loads(_cached(cache, report_key).read_text())
     except (OSError, ValueError):
         return False
-    show(app, data, env_dir)
+    show(app, data, env_dir, cached=True)
     stamp.parent.mkdir(parents=True, exist_ok=True)
     for old in stamp.parent.glob("report-*"):
         old.unlink(missing_ok=True)
@@ -499,20 +500,23 @@ def _services(app: Path) -> dict[str, str]:
 # --- on its own (make report APP=...) --------------------------------------------------------------
 
 
-def _standalone(app: Path, cache: Path) -> tuple[str, str, dict[str, str]]:
+def _standalone(app: Path, cache: Path, resolve: bool = True) -> tuple[str, str, dict[str, str]]:
     """(Python version, requirements file, data services) as a build would choose them, writing nothing."""
     from . import dotcloud, lockfiles, manifest, runtime
 
     service = dotcloud.load(app, cache, quiet=True)
-    fallback = dotcloud.python_request(service) if service else None
-    version, _origin = runtime.resolve(app, runtime.Store(cache / "runtimes"), manifest.current_platform(), fallback)
+    version = ""
+    if resolve:
+        fallback = dotcloud.python_request(service) if service else None
+        version = str(runtime.resolve(app, runtime.Store(cache / "runtimes"), manifest.current_platform(),
+                                      fallback)[0])
     approot = service.approot if service else "."
     requirements = ""
     for where in dict.fromkeys([approot, "."]):
         if lockfiles.detect(app / where, where) == "requirements.txt":
             requirements = f"{where}/requirements.txt" if where != "." else "requirements.txt"
             break
-    return str(version), requirements, dict(service.data_services) if service else {}
+    return version, requirements, dict(service.data_services) if service else {}
 
 
 def python(argv: list[str]) -> int:
@@ -554,13 +558,15 @@ def report(argv: list[str]) -> int:
     _check_app(args.app)
     start = time.monotonic()
     with _quiet():
-        _version, requirements, services = _standalone(args.app, args.cache)
-    result = make_report(args.app, args.python, args.version, requirements, services, None)
+        _version, requirements, services = _standalone(args.app, args.cache, resolve=False)
+    tree = walk(args.app)
+    result = make_report(args.app, args.python, args.version, requirements, services, None, tree)
     text = result.text()
     if args.out:
         args.out.write_text(text)
     sys.stdout.write(text)
-    sys.stderr.write(f"({len(walk(args.app).python)} Python files checked in {time.monotonic() - start:.1f} s)\n")
+    sys.stderr.write(f"({len(tree.python)} Python files compiled by Python {args.version}"
+                     f" in {time.monotonic() - start:.1f} s)\n")
     return 1 if result.python2 and strict(None) else 0
 
 
