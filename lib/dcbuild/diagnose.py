@@ -55,9 +55,8 @@ def _rel(path: Path, cwd: Path) -> str:
 def chain(output: str) -> list[str]:
     """The failing package first, then each requirement that pulled it in, the app's own last;
     [] when the installer named none (or the failing package is the app's own requirement)."""
-    m = None
-    for m in _UV_CHAIN.finditer(output):
-        pass
+    hints = list(_UV_CHAIN.finditer(output))
+    m = hints[-1] if hints else None
     if m:
         links = [name if "==" in name or not version else f"{name}=={version}"
                  for name, version in re.findall(r"`([^`]+)`(?: \(v([^)]+)\))?", m.group(3))]
@@ -120,12 +119,13 @@ def explain(output: str, requirement: str, cwd: Path, label: str) -> list[str] |
 
             name = _name(failing)
             place = pip.where(failing, _files(requirement, cwd), cwd)
-            instead = releases.PY2_ONLY.get(releases.normal(name))
+            at = f" ({place})" if place else ""
+            todo = (f"In {label}{at}: {releases.replacement(name)}" if releases.normal(name) in releases.PY2_ONLY
+                    else f"Pin a release of {name} made for Python 3 in {label}{at}"
+                         " (.dotcloud/migration.txt may name one)")
             return [
-                f"Failed requirement: {failing}{f' ({place})' if place else ''}.",
+                f"Failed requirement: {failing}{at}.",
                 f"{failing} is Python 2 code: its build stops with {py2.group(0).strip()}.",
-                (f"Use {instead} in {label}" if instead else
-                 f"Pin a release of {name} made for Python 3 in {label} (.dotcloud/migration.txt may name one)")
-                + ", then deploy again.",
+                f"{todo}, then deploy again.",
             ]
     return None

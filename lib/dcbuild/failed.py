@@ -42,7 +42,7 @@ def paragraph(output: str) -> list[str]:
         summary = f"Error: the build failed while {step} (exit status {status})."
     else:
         other = OTHER_MAKE_ERROR.findall(output)
-        summary = f"Error: the build stopped: {other[-1].strip()}." if other else "Error: the build failed."
+        summary = f"Error: the build stopped: {other[-1].strip().rstrip('.')}." if other else "Error: the build failed."
     return [summary,
             "The step printed no error of its own: the lines just above are its output, and the cause.",
             "If they do not name something in the app to fix, it is a bug of the buildpack: report it with this log."]

@@ -67,7 +67,13 @@ SYNTAX = (
     (r"inconsistent use of tabs and spaces", "", "tabs and spaces mixed in indentation", "indent with spaces"),
     (r"parameters cannot be parenthesized", "", "tuple parameter", "unpack it in the body"),
     (r"", r"\b(async|await)\b", "`async`/`await` used as a name", "rename it (keywords since Python 3.7)"),
-    (r"Non-UTF-8 code", "", "not UTF-8 and no coding declaration", "add `# -*- coding: latin-1 -*-` or re-save as UTF-8"),
+    (r"Non-UTF-8 code|'utf-8' codec can't decode", "", "not UTF-8 and no coding declaration",
+     "add `# -*- coding: latin-1 -*-` or re-save as UTF-8"),
+    # By the line alone, where a Python's message is only "invalid syntax".
+    (r"", r"^\s*print\s*($|[^\s(=.,)\]])", "print statement", "print(...)"),
+    (r"", r"^\s*exec\s+[^\s(=]", "exec statement", "exec(code, namespace)"),
+    (r"", r"^\s*except\s+[^:]+,\s*\w+\s*:", "`except X, e:`", "except X as e:"),
+    (r"", r"(?<![\w.])0\d+(?![\w.])", "octal literal (0755)", "0o755"),
 )
 ODD = {
     "print >>": ("`print >>f, x` (compiles, but is not a print)", "print(x, file=f)"),
@@ -350,9 +356,9 @@ class Report:
 
 
 TITLES = {
-    "syntax": "Python 2 syntax (Python {version} cannot compile it)",
+    "syntax": "Python 2 syntax (compiled by Python {version})",
     "modules": "Modules gone in Python {version}",
-    "requirements": "Requirements with no release for Python {version}",
+    "requirements": "Requirements that will not run on Python {version}",
     "home": "Paths under /home/dotcloud (the home directory is $HOME here)",
     "data": "Data services and variables to set",
 }
@@ -363,8 +369,7 @@ def make_report(app: Path, python: str, version: str, requirements: str, service
     from . import configvars, releases
 
     tree = tree or walk(app)
-    target = tuple(int(part) for part in version.split(".")[:3])
-    target = (target + (0, 0, 0))[:3]
+    target = (*(int(part) for part in version.split(".")[:3]), 0, 0, 0)[:3]
     scan = run_scanner(app, python, tree.python)
     env = releases.env_for_lookup(configvars.for_build(env_dir))
     req_lines, provided = requirement_lines(app, requirements, target, env)  # type: ignore[arg-type]
@@ -432,7 +437,7 @@ def show(app: Path, data: dict, env_dir: Path | None, cached: bool = False) -> N
     if python2 and strict(env_dir):
         raise log.BuildError(
             f"the app has {python2} line(s) of Python 2 syntax, and DC_STRICT_PY3 is set",
-            f"Python {data['version']} cannot compile them; they are listed above and in {REPORT}"
+            f"Python {data['version']} refuses them (or reads them otherwise); they are listed above and in {REPORT}"
             f" (first: {sections['syntax'][0]}).",
             "Port them to Python 3 (see the README's \"Migrating from dotCloud\"), or unset DC_STRICT_PY3.",
         )

@@ -77,6 +77,12 @@ def _blank(lines, index):
         lines[i] = ""
 
 
+def _print_chevron(node):
+    """``print >>f`` (the start of Python 2's ``print >>f, x``): a shift of the name print."""
+    return (isinstance(node, ast.BinOp) and isinstance(node.op, ast.RShift) and isinstance(node.left, ast.Name)
+            and node.left.id == "print")
+
+
 def _oddities(tree, source_lines):
     found = []
     for node in ast.walk(tree):
@@ -84,12 +90,7 @@ def _oddities(tree, source_lines):
             value = node.value
             if isinstance(value, ast.Name) and value.id == "print":
                 found.append([node.lineno, "bare print", "print"])
-            elif (isinstance(value, ast.Tuple) and value.elts and isinstance(value.elts[0], ast.BinOp)
-                  and isinstance(value.elts[0].op, ast.RShift) and isinstance(value.elts[0].left, ast.Name)
-                  and value.elts[0].left.id == "print"):
-                found.append([node.lineno, "print >>", "print >>"])
-            elif (isinstance(value, ast.BinOp) and isinstance(value.op, ast.RShift)
-                  and isinstance(value.left, ast.Name) and value.left.id == "print"):
+            elif _print_chevron(value.elts[0] if isinstance(value, ast.Tuple) and value.elts else value):
                 found.append([node.lineno, "print >>", "print >>"])
         elif isinstance(node, ast.ExceptHandler) and isinstance(node.type, ast.Tuple) and node.name is None:
             line = source_lines[node.type.lineno - 1] if node.type.lineno <= len(source_lines) else ""

@@ -37,24 +37,29 @@ DJANGO = {
     (6, 0): ((3, 12), (3, 14), ""),
 }
 
-# Python 2-only packages of the dotCloud era (2012-2014), normalised names -> what to use instead.
+# Python 2-only packages of the dotCloud era (2012-2014), normalised names -> (what replaces
+# them, "" when the line can just go; why).
 PY2_ONLY = {
-    "mysql-python": "mysqlclient (same MySQLdb module)",
-    "pil": "Pillow (same PIL package)",
-    "south": "Django's own migrations (Django 1.7+; run `manage.py makemigrations`)",
-    "distribute": "setuptools (distribute was merged back into it in 2013): remove the line",
-    "wsgiref": "nothing: wsgiref is in the standard library (remove the line)",
-    "argparse": "nothing: argparse is in the standard library (remove the line)",
-    "ordereddict": "collections.OrderedDict (standard library; remove the line)",
-    "uuid": "nothing: uuid is in the standard library (remove the line)",
-    "pysqlite": "sqlite3 (standard library; remove the line)",
-    "beautifulsoup": "beautifulsoup4 (import bs4)",
-    "python-openid": "python3-openid",
-    "pycrypto": "pycryptodome (same Crypto package)",
-    "django-celery": "celery's own Django support (celery>=4)",
-    "m2crypto": "cryptography",
-    "meld3": "nothing: supervisor>=4 does not need it (remove the line)",
+    "mysql-python": ("mysqlclient", "the same MySQLdb module, for Python 3"),
+    "pil": ("Pillow", "the same PIL package, for Python 3"),
+    "south": ("", "Django 1.7 and later have their own migrations (manage.py makemigrations)"),
+    "distribute": ("", "distribute was merged back into setuptools in 2013"),
+    "wsgiref": ("", "wsgiref is in the standard library"),
+    "uuid": ("", "uuid is in the standard library"),
+    "ordereddict": ("", "collections.OrderedDict is in the standard library"),
+    "pysqlite": ("", "sqlite3 is in the standard library"),
+    "beautifulsoup": ("beautifulsoup4", "BeautifulSoup 4, imported as bs4"),
+    "python-openid": ("python3-openid", "the same openid package, for Python 3"),
+    "pycrypto": ("pycryptodome", "the same Crypto package, maintained"),
+    "django-celery": ("celery", "celery 4 and later have their own Django support"),
 }
+
+
+def replacement(name: str) -> str:
+    """What to do about a Python 2-only package: ``use X (why)`` or ``remove the line (why)``."""
+    use, why = PY2_ONLY[normal(name)]
+    return f"use {use} ({why})" if use else f"remove the line ({why})"
+
 
 
 def normal(name: str) -> str:
@@ -136,7 +141,7 @@ def fetch(names: list[str], timeout: float = TIMEOUT) -> dict[str, dict]:
 
     def one(name: str) -> tuple[str, dict | None]:
         try:
-            with urllib.request.urlopen(PYPI.format(name), timeout=timeout) as res:  # noqa: S310 (https only)
+            with urllib.request.urlopen(PYPI.format(name), timeout=timeout) as res:
                 return name, json.load(res)
         except (OSError, ValueError):
             return name, None
@@ -174,7 +179,7 @@ def check(pins: list[tuple[str, str]], target: tuple[int, int, int], env: dict[s
             if why:
                 out[name] = why
         elif key in PY2_ONLY:
-            out[name] = f"Python 2 only: use {PY2_ONLY[key]}"
+            out[name] = f"Python 2 only: {replacement(name)}"
         else:
             ask.append((name, version))
     if ask and enabled(env):
