@@ -569,10 +569,15 @@ def report(argv: list[str]) -> int:
     text = result.text()
     if args.out:
         args.out.write_text(text)
-    sys.stdout.write(text)
+    else:
+        sys.stdout.write(text)
     sys.stderr.write(f"({len(tree.python)} Python files compiled by Python {args.version}"
                      f" in {time.monotonic() - start:.1f} s)\n")
-    return 1 if result.python2 and strict(None) else 0
+    if result.python2 and strict(None):
+        log.error(f"the app has {result.python2} line(s) of Python 2 syntax, and DC_STRICT_PY3 is set",
+                  "A build would fail on them: port them first (the report lists them).")
+        return 1
+    return 0
 
 
 def _main(argv: list[str]) -> int:
