@@ -17,8 +17,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
+import time
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 
 PYPI = "https://pypi.org/pypi/{}/json"
 TIMEOUT = 4.0
@@ -137,19 +138,25 @@ def enabled(env: dict[str, str]) -> bool:
 
 
 def fetch(names: list[str], timeout: float = TIMEOUT) -> dict[str, dict]:
-    """PyPI's JSON for each name (in parallel); names it could not get are left out."""
+    """PyPI's JSON for each name, asked in parallel, ``timeout`` seconds in all (a name lookup
+    that hangs included: the threads are left behind, as daemons); names it could not get are
+    left out."""
+    found: dict[str, dict] = {}
 
-    def one(name: str) -> tuple[str, dict | None]:
+    def one(name: str) -> None:
         try:
             with urllib.request.urlopen(PYPI.format(name), timeout=timeout) as res:
-                return name, json.load(res)
+                found[name] = json.load(res)
         except (OSError, ValueError):
-            return name, None
+            pass
 
-    if not names:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(8, len(names))) as pool:
-        return {name: data for name, data in pool.map(one, names) if data}
+    threads = [threading.Thread(target=one, args=(name,), daemon=True) for name in dict.fromkeys(names)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return {name: data for name, data in list(found.items()) if isinstance(data, dict)}
 
 
 def from_pypi(data: dict, version: str, target: tuple[int, int, int]) -> str | None:
