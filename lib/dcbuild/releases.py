@@ -19,7 +19,6 @@ import os
 import re
 import threading
 import time
-import urllib.request
 
 PYPI = "https://pypi.org/pypi/{}/json"
 TIMEOUT = 4.0
@@ -141,6 +140,8 @@ def fetch(names: list[str], timeout: float = TIMEOUT) -> dict[str, dict]:
     """PyPI's JSON for each name, asked in parallel, ``timeout`` seconds in all (a name lookup
     that hangs included: the threads are left behind, as daemons); names it could not get are
     left out."""
+    import urllib.request  # here: ~40 ms to import, and only a report made anew asks PyPI
+
     found: dict[str, dict] = {}
 
     def one(name: str) -> None:
