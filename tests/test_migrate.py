@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import BP
 from dcbuild import diagnose, failed, localpython, migrate, releases
 
 # The lines a build may target (3.11 and newer); each words its syntax errors its own way.
@@ -205,6 +206,17 @@ def test_key_follows_content_not_mtimes(tmp_path):
     (tmp_path / ".dotcloud" / "migration.txt").write_text("the slug's own output is not part of the app\n")
     (tmp_path / "requirements.txt").write_text("itsdangerous==2.2.0\n")
     assert migrate.key(tmp_path, "3.13.0", "requirements.txt", None) == first
+    # What the build installs (configs that name /home/dotcloud and DOTCLOUD_) and what hooks add
+    # (collected static files) leave the key and the report alone; the app's own changes do not.
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "supervisord.conf").write_bytes((BP / "config" / "supervisord.conf").read_bytes())
+    (tmp_path / "staticfiles").mkdir()
+    (tmp_path / "staticfiles" / "site.css").write_text("body { color: #333; }\n")
+    assert migrate.key(tmp_path, "3.13.0", "requirements.txt", None) == first
+    assert migrate.walk(tmp_path).home == []
+    (tmp_path / "config" / "supervisord.conf").write_text("[program:w]\ncommand=/home/dotcloud/env/bin/python w\n")
+    assert migrate.walk(tmp_path).home == ["config/supervisord.conf:2: command=/home/dotcloud/env/bin/python w"]
+    assert migrate.key(tmp_path, "3.13.0", "requirements.txt", None) != first
 
 
 # --- failed installs (outputs as uv 0.13 and pip 24 print them) -------------------------------

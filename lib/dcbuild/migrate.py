@@ -42,7 +42,7 @@ from pathlib import Path
 from . import log
 
 OLD_HOME = b"/home/dotcloud"
-SKIP_DIRS = {".git", ".hg", ".svn", ".dotcloud", "node_modules", "__pycache__", ".venv", "venv", "env",
+SKIP_DIRS = {".git", ".hg", ".svn", ".dotcloud", ".profile.d", "node_modules", "__pycache__", ".venv", "venv", "env",
              "site-packages", ".tox", ".mypy_cache", ".pytest_cache"}
 MAX_FILE = 1 << 20  # larger files are data, not code
 MAX_SHOWN = 20  # lines per section in the build log (the file has them all)
@@ -136,10 +136,22 @@ DROP_INS = {"cgi": "legacy-cgi", "cgitb": "legacy-cgi", "asyncore": "pyasyncore"
 # --- the app's files, read once ---------------------------------------------------------------
 
 
+def _ours() -> dict[str, Path | None]:
+    """What the build installs into the app (dcbuild.web.FILES; None: whatever its content): not
+    the app's, so neither reported nor part of the key (a build in the same directory again would
+    see them otherwise)."""
+    from . import web
+
+    bp = Path(__file__).resolve().parents[2]
+    return {dest: None if src.startswith("nginx:") else bp / src for src, dest, _mode in web.FILES}
+
+
 @dataclass
 class Tree:
     """What one walk over the app finds: its Python files, /home/dotcloud lines, DOTCLOUD_ names,
-    and a digest of every file read (the report's key)."""
+    and a digest of what the report reads (the key): the Python files' contents and the other
+    files' findings, so that what the build and its hooks add (configs, collected static files)
+    leaves the key as it was."""
 
     python: list[str] = field(default_factory=list)
     home: list[str] = field(default_factory=list)
@@ -150,6 +162,7 @@ class Tree:
 def walk(app: Path) -> Tree:
     tree = Tree()
     h = hashlib.sha256()
+    ours = _ours()
     for root, dirs, files in os.walk(app):
         dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not os.path.islink(os.path.join(root, d)))
         for name in sorted(files):
@@ -161,11 +174,13 @@ def walk(app: Path) -> Tree:
             except OSError:
                 continue
             rel = path.relative_to(app).as_posix()
+            if rel in ours and (ours[rel] is None or _read(ours[rel]) == data):
+                continue
             if name.endswith(".py"):
                 tree.python.append(rel)
+                h.update(rel.encode() + b"\0" + data + b"\0")
             elif b"\0" in data[:8192]:
                 continue
-            h.update(rel.encode() + b"\0" + data + b"\0")
             if OLD_HOME in data:
                 for number, line in enumerate(data.splitlines(), 1):
                     if OLD_HOME in line:
@@ -174,8 +189,16 @@ def walk(app: Path) -> Tree:
                 for number, line in enumerate(data.splitlines(), 1):
                     for m in VARIABLE.finditer(line):
                         tree.variables.setdefault(m.group(0).decode(), f"{rel}:{number}")
+    h.update(json.dumps([tree.home, tree.variables], sort_keys=True).encode())
     tree.digest = h.hexdigest()
     return tree
+
+
+def _read(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def mentions(app: Path) -> list[str]:
