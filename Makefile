@@ -104,6 +104,12 @@ $(info -----> Using cached packages ($(USER_REQS_LABEL) unchanged))
 endif
 endif
 
+# The migration report, when the prepare step took it from the cache: printed here, on stdout
+# with the rest of the log ($(file <...) takes the text as it is: no make syntax in it is read).
+ifneq ($(wildcard $(STATE)/report.printed),)
+$(info $(file <$(STATE)/report.printed))
+endif
+
 STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --dcreqs '$(DCREQS_HASH)' \
   --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)' --installer '$(INSTALLER)'
 

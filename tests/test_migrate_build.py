@@ -98,7 +98,8 @@ def test_report_warns_caches_and_strict_fails_until_ported(tmp_path, runtimes, p
     (again / "runtime.txt").write_text(f"python-{py313}\n")
     warm = run_compile(again, cache)
     assert warm.returncode == 0, warm
-    assert header + " (all in .dotcloud/migration.txt) (app unchanged: from the cache)" in warm.output, warm
+    assert header + " (all in .dotcloud/migration.txt) (app unchanged: from the cache)" in warm.stdout, warm
+    assert warm.stdout.index(header) > warm.stdout.index("-----> Using cached packages"), warm
     assert (again / ".dotcloud" / "migration.txt").read_text() == report
 
     # DC_STRICT_PY3=1 as a config var: the cached report fails the build ...

@@ -29,7 +29,9 @@ syntax fail the build; otherwise it is a warning.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -470,16 +472,30 @@ def show(app: Path, data: dict, env_dir: Path | None, cached: bool = False) -> N
                  "The build goes on; the app will fail where it imports them. DC_STRICT_PY3=1 fails the build instead.")
 
 
-def show_cached(app: Path, cache: Path, report_key: str, env_dir: Path | None, stamp: Path) -> bool:
-    """The cached report for this key, shown and stamped; False when there is none."""
+def show_cached(app: Path, cache: Path, report_key: str, env_dir: Path | None, stamp: Path,
+                printed: Path | None = None) -> bool:
+    """The cached report for this key, shown and stamped; False when there is none.
+
+    ``printed``: where its stdout lines go instead (dcbuild.slug's prepare runs where stdout is
+    make's; the Makefile prints that file), warnings and errors still to stderr."""
     try:
         data = json.loads(_cached(cache, report_key).read_text())
     except (OSError, ValueError):
         return False
-    show(app, data, env_dir, cached=True)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out if printed else sys.stdout):
+            show(app, data, env_dir, cached=True)
+    except log.BuildError:
+        sys.stderr.write(out.getvalue())  # the lines the error points at, before it
+        raise
+    if printed:
+        printed.parent.mkdir(parents=True, exist_ok=True)
+        printed.write_text(out.getvalue())
     stamp.parent.mkdir(parents=True, exist_ok=True)
     for old in stamp.parent.glob("report-*"):
-        old.unlink(missing_ok=True)
+        if old != printed:
+            old.unlink(missing_ok=True)
     stamp.touch()
     return True
 

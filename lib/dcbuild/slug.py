@@ -174,8 +174,10 @@ def prepare(argv: list[str]) -> int:
     # The migration report, when the cache has it for this key: shown here, in this process (a
     # warm redeploy starts none for it); else make's report step makes it with the target Python.
     report_stamp = app / ".dotcloud" / "state" / f"report-{report_key}"
+    printed = app / ".dotcloud" / "state" / REPORT_PRINTED
+    printed.unlink(missing_ok=True)
     if cache is not None and not report_stamp.exists():
-        migrate.show_cached(app, cache, report_key, env_dir, report_stamp)
+        migrate.show_cached(app, cache, report_key, env_dir, report_stamp, printed)
     if early is not None and cache is not None:
         kind = f"userreqs-{layers['USER_KEY']}" if values["USER_REQS"] else f"dcreqs-{layers['DC_KEY']}"
         layer = cache / "layers" / kind
@@ -186,6 +188,9 @@ def prepare(argv: list[str]) -> int:
 
 
 # --- the steps ----------------------------------------------------------------------------
+
+# In the state directory: the cached migration report's lines for make to print (Makefile).
+REPORT_PRINTED = "report.printed"
 
 
 # In the state directory: the copy ``precopy`` started ("PID\nSRC\nDEST\n", written as it
