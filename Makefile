@@ -63,7 +63,8 @@ ifneq ($(BUILD_DIR),)
 # PY_ORIGIN, APPROOT, USER_REQS, USER_HASH, USER_REQS_LABEL, INSTALLER (uv or pip),
 # DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the layers' keys
 # (PY_KEY, DCREQS_HASH, DC_KEY, USER_KEY) and the slug's steps' keys (dcbuild/slug.py):
-# DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY, CHECKS_KEY, HOOKS_TREE. Under bin/compile
+# DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY, CHECKS_KEY, HOOKS_TREE, REPORT_KEY (dcbuild/migrate.py;
+# a cached migration report is shown there, see below). Under bin/compile
 # (DC_PRECOPY=1) it also starts the environment's copy into the slug when its layer is cached and
 # the python step below is due: make's remaining work overlaps the copy, and dcbuild.slug run
 # adopts it; bin/compile stops it if the build ends first.

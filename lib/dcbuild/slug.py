@@ -19,7 +19,8 @@ in order, in one Python process (each step's own process start and imports cost 
 step itself).
 
 ``prepare`` runs at make's parse time: the build plan (dcbuild.plan), then the steps' keys into
-``KEYS_MK``, in the same process; with ``--precopy`` (bin/compile) it then starts the
+``KEYS_MK`` (and the migration report's, REPORT_KEY: a report the cache has for it is shown
+here, see dcbuild.migrate.show_cached), in the same process; with ``--precopy`` (bin/compile) it then starts the
 environment's copy into the slug in the background when its layer is cached and the copy is due,
 so that make's remaining work (nginx, this module's own start for ``run``) overlaps it, and
 ``run`` adopts it (the copy of a 20-package environment is most of a warm build's time).
