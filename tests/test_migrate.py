@@ -189,8 +189,8 @@ def test_data_services_and_the_variables_the_code_reads(tmp_path):
     assert "CACHE_URL fills DOTCLOUD_CACHE_REDIS_HOST/_PORT/_LOGIN/_PASSWORD/_URL" in lines[0]
     assert lines[1].startswith("db (mysql): provision a MySQL database add-on (DATABASE_URL); its URL in DATABASE_URL")
     # DOTCLOUD_DB_* comes from the db service, DOTCLOUD_ENVIRONMENT from the buildpack; the API key is the app's.
-    assert lines[2:] == ["settings.py:3: the code reads DOTCLOUD_API_KEY: set it as a config var"
-                         " (or declare its data service in dotcloud.yml)"]
+    assert lines[2:] == ["settings.py:3: names DOTCLOUD_API_KEY, which no data service here provides: set it as a"
+                         " config var (or declare its data service in dotcloud.yml)"]
 
 
 def test_key_follows_content_not_mtimes(tmp_path):

@@ -353,8 +353,8 @@ def data_lines(services: dict[str, str], variables: dict[str, str]) -> list[str]
                         "DOTCLOUD_SERVICE"):
             continue
         if not any(variable.startswith(prefix) for prefix in known):
-            out.append(f"{place}: the code reads {variable}: set it as a config var"
-                       " (or declare its data service in dotcloud.yml)")
+            out.append(f"{place}: names {variable}, which no data service here provides: set it as a"
+                       " config var (or declare its data service in dotcloud.yml)")
     return out
 
 
