@@ -122,7 +122,7 @@ dcreqs: | $(DC_LAYER)
 userreqs: | $(STATE)/python-$(USER_KEY)
 
 $(REPORT_STAMP): | $(LAYERS)/runtime-$(PY_KEY)
-	@$(DC_FAST).migrate build '$(BUILD_DIR)' --python '$(LAYERS)/runtime-$(PY_KEY)/python/bin/python3' \
+	@$(DC_FAST_NOSITE).migrate build '$(BUILD_DIR)' --python '$(LAYERS)/runtime-$(PY_KEY)/python/bin/python3' \
 	  --version '$(PY_VERSION)' --key '$(REPORT_KEY)' --stamp '$@' --cache '$(CACHE)' \
 	  --requirements '$(USER_REQS)' --env-dir '$(ENV_DIR)'
 

@@ -237,11 +237,17 @@ def key(app: Path, version: str, requirements: str, env_dir: Path | None, tree: 
 
 
 def _what(kind: str, message: str, text: str) -> tuple[str, str]:
+    """What a refused line is, and its fix: by compile()'s message, else by every Python 2
+    construct the line holds (``x = `y` if a <> b`` is two), else compile()'s own words."""
+    found: dict[str, str] = {}
     for on_message, on_line, what, fix in SYNTAX:
-        if on_message and re.search(on_message, message) and (not on_line or re.search(on_line, text)):
-            return what, fix
-        if on_line and not on_message and re.search(on_line, text):
-            return what, fix
+        if on_message:
+            if re.search(on_message, message) and (not on_line or re.search(on_line, text)):
+                return what, fix
+        elif re.search(on_line, text) and len(found) < 3:
+            found.setdefault(what, fix)
+    if found:
+        return "; ".join(f"{what} -> {fix}" for what, fix in found.items()), ""
     return f"not Python 3 ({message})", ""
 
 
