@@ -60,9 +60,9 @@ $(LAYERS)/runtime-%:
 
 ifneq ($(BUILD_DIR),)
 # What this build makes, decided once from the app's files (dcbuild/plan.py): PY_VERSION,
-# PY_ORIGIN, APPROOT, USER_REQS, USER_HASH, USER_REQS_LABEL, INSTALLER (uv or pip),
-# DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the layers' keys
-# (PY_KEY, DCREQS_HASH, DC_KEY, USER_KEY) and the slug's steps' keys (dcbuild/slug.py):
+# PY_ORIGIN, APPROOT, USER_REQS, USER_HASH (REQS_HASH + LOCAL_HASH), USER_REQS_LABEL, USER_LOCK,
+# INDEX_HASH, INSTALLER (uv or pip), DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the layers' keys
+# (PY_KEY, DCREQS_HASH, DC_KEY, USER_KEY, INSTALLER_ID) and the slug's steps' keys (dcbuild/slug.py):
 # DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY, CHECKS_KEY, HOOKS_TREE, REPORT_KEY (dcbuild/migrate.py;
 # a cached migration report is shown there, see below). Under bin/compile
 # (DC_PRECOPY=1) it also starts the environment's copy into the slug when its layer is cached and
@@ -84,6 +84,9 @@ export APPROOT
 INSTALL_ARGS := --installer '$(INSTALLER)' --tools '$(CACHE)' --cache '$(CACHE)/$(INSTALLER)' \
   --wheelhouse '$(CACHE)/wheels' --env-dir '$(ENV_DIR)'
 DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
+# uv.lock: exported to USER_REQS by the install itself, with the runtime it installs into (no
+# interpreter of the build machine is looked for).
+USER_LOCK_ARGS := $(if $(USER_LOCK),--uv-lock '$(USER_LOCK)')
 
 USER_LAYER := $(if $(USER_REQS),$(LAYERS)/userreqs-$(USER_KEY),$(DC_LAYER))
 # The migration report (dcbuild/migrate.py): the app's Python files compiled by the target Python,
@@ -112,7 +115,8 @@ $(info $(file <$(STATE)/report.printed))
 endif
 
 STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --dcreqs '$(DCREQS_HASH)' \
-  --userreqs '$(if $(USER_REQS),$(USER_HASH))' --requirements '$(USER_REQS_LABEL)' --installer '$(INSTALLER)'
+  --userreqs '$(if $(USER_REQS),$(REQS_HASH))' --requirements '$(USER_REQS_LABEL)' --installer '$(INSTALLER_ID)' \
+  --locals '$(LOCAL_HASH)' --index '$(INDEX_HASH)'
 
 .PHONY: compile python dcreqs userreqs profile
 compile: userreqs profile nginx checks configs approot hooks
@@ -137,15 +141,16 @@ $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY) $(REPORT_STAMP)
 $(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER) $(REPORT_STAMP)
 	@$(DC).cache why --kind userreqs $(STATE_ARGS)
 	@echo "-----> Installing requirements with $(INSTALLER) ($(USER_REQS_LABEL))"
-	@# Start from the last environment on the same runtime and dcreqs, when there is one: only
-	@# what changed is installed, and what is no longer required is removed (--keep-from).
-	@tmp='$@.tmp.'$$$$; keep=(); base='$(DC_LAYER)'; \
-	prev=$$(ls -1td '$(LAYERS)'/userreqs-$(DC_KEY)-* 2>/dev/null | grep -v '[.]tmp[.]' | head -n 1 || true); \
-	if [[ -n "$$prev" ]]; then base="$$prev"; keep=(--keep-from '$(DC_LAYER)/python'); \
-	  echo "       Starting from the previous environment ($${prev##*-})"; fi; \
-	$(call copy_tree,$$base,$$tmp); \
-	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' $(INSTALL_ARGS) \
-	  --label '$(USER_REQS_LABEL)' "$${keep[@]}" || { rm -rf "$$tmp"; exit 1; }; \
+	@# Always on a copy of the dcreqs layer, as with an empty cache: an earlier environment's
+	@# resolution is never reused (a requirement it satisfied may now resolve to a newer release).
+	@# The last environment on the same dcreqs layer only lends the bytecode of the packages
+	@# that are the same (dcbuild.bytecode).
+	@tmp='$@.tmp.'$$$$; prev=(); \
+	last=$$(ls -1td '$(LAYERS)'/userreqs-$(DC_KEY)-* 2>/dev/null | grep -v '[.]tmp[.]' | head -n 1 || true); \
+	if [[ -n "$$last" ]]; then prev=(--bytecode-from "$$last/python"); fi; \
+	$(call copy_tree,$(DC_LAYER),$$tmp); \
+	$(DC).pip "$$tmp/python" '$(USER_REQS)' --cwd '$(BUILD_DIR)' $(INSTALL_ARGS) $(USER_LOCK_ARGS) \
+	  --label '$(USER_REQS_LABEL)' "$${prev[@]}" || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
 # The slug's copy of the environment (keyed like the layer it comes from), and the .profile.d

@@ -15,7 +15,10 @@ starting `bin/dcweb` to the first 200 (median of 5), and the slug's size. Beside
 each load gives the server's CPU time per request (all its processes): other work on the
 machine moves requests/s a lot and that figure much less.
 
-    python tests/bench.py [--python X.Y.Z] [--part all|compile|serving]
+    python tests/bench.py [--python X.Y.Z] [--part all|compile|serving] [--against OTHER_CHECKOUT]
+
+``--against`` measures another checkout of the buildpack in the same run (each build right
+after ours, on its own caches) and prints ours/theirs for cold, warm and one-pin-changed.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class Bench:
         dest.mkdir(parents=True, exist_ok=True)
         shutil.copy2(exe, dest / exe.name)
 
-    def compile(self, app: str, cache: Path, tag: str, bump: bool = False, engine: str = "uv") -> float:
+    def compile(self, app: str, cache: Path, tag: str, bump: bool = False, engine: str = "uv", bp: Path = BP) -> float:
         if not cache.exists():
             self.seed_tools(cache)
         build = self.work / f"{app}-{tag}"
@@ -131,7 +134,7 @@ class Bench:
             old, new = BUMP[app]
             req.write_text(req.read_text().replace(old, new))
         (build / "runtime.txt").write_text(f"python-{self.version}\n")
-        return timed([str(BP / "bin" / "compile"), str(build), str(cache)], cwd=build,
+        return timed([str(bp / "bin" / "compile"), str(build), str(cache)], cwd=build,
                      env=dict(self.env, DC_INSTALLER=engine))
 
     def plain(self, app: str) -> float:
@@ -418,6 +421,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--python", default=None, help="X.Y.Z of a local CPython (default: newest 3.12)")
     parser.add_argument("--part", choices=["all", "compile", "serving"], default="all")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="another checkout of the buildpack (e.g. a git worktree of the last release): its"
+                             " compile figures are measured in the same run, each build right after ours")
     args = parser.parse_args()
     locals_ = localpython.find_local()
     pick = [lp for lp in locals_ if str(lp.version) == args.python] if args.python else \
@@ -430,24 +436,50 @@ def main() -> int:
         print(f"Python {bench.version} from a local mirror; packages from a local index; nginx vendored.")
         bench.prepare()
         rows = []
+        against = []
         for app, label in (APPS if args.part != "serving" else {}).items():
             plain = bench.plain(app)
             for engine in ENGINES:  # the sample's uv cache (cache-sample) is the one serving uses
                 cache = Path(tmp) / (f"cache-{app}" if engine == "uv" else f"cache-{app}-{engine}")
-                cold = bench.compile(app, cache, f"{engine}-cold", engine=engine)
-                # A warm build is short and the machine's speed drifts: the median of three.
-                warm = statistics.median(bench.compile(app, cache, f"{engine}-warm{i}", engine=engine)
-                                         for i in range(WARM_RUNS))
-                changed = bench.compile(app, cache, f"{engine}-changed", bump=True, engine=engine)
-                size = du(Path(tmp) / f"{app}-{engine}-warm0")
-                rows.append((label, engine, cold, warm, changed, plain, size))
+                other = Path(tmp) / f"against-{app}-{engine}"
+                trees = [(BP, cache, "", rows)] + ([(args.against.resolve(), other, "against-", against)]
+                                                   if args.against else [])
+                figures: dict[Path, list[float]] = {bp: [] for bp, *_ in trees}
+                # Each step for both trees in turn, so that the machine's drift hits both alike.
+                for bp, where, tag, _rows in trees:
+                    figures[bp].append(bench.compile(app, where, f"{tag}{engine}-cold", engine=engine, bp=bp))
+                for i in range(WARM_RUNS):
+                    for bp, where, tag, _rows in trees:
+                        figures[bp].append(bench.compile(app, where, f"{tag}{engine}-warm{i}", engine=engine, bp=bp))
+                for bp, where, tag, _rows in trees:
+                    figures[bp].append(bench.compile(app, where, f"{tag}{engine}-changed", bump=True, engine=engine,
+                                                     bp=bp))
+                for bp, _where, tag, out in trees:
+                    cold, *warms, changed = figures[bp]
+                    # A warm build is short and the machine's speed drifts: the median of three.
+                    size = du(Path(tmp) / f"{app}-{tag}{engine}-warm0")
+                    out.append((label, engine, cold, statistics.median(warms), changed, plain, size))
         if rows:
             print_compile_table(rows)
+        if against:
+            print(f"The same, with {args.against}:")
+            print_compile_table(against)
+            print_against(rows, against)
         if args.part != "compile":
             serving = Serving(bench, Path(tmp) / "cache-sample")
             loads, starts, workers = serving.measure()
             print(serving_tables(loads, starts, workers, serving.app))
     return 0
+
+
+def print_against(rows, against) -> None:
+    """Ours over the other tree's, figure by figure (below 1: ours is faster)."""
+    print("| app | installer | cold ours/against | warm ours/against | one pin changed ours/against |")
+    print("|---|---|---|---|---|")
+    for ours, theirs in zip(rows, against):
+        label, engine, cold, warm, changed = ours[:5]
+        print(f"| {label} | {engine} | {cold / theirs[2]:.2f} | {warm / theirs[3]:.2f} | {changed / theirs[4]:.2f} |")
+    print(flush=True)
 
 
 def print_compile_table(rows) -> None:

@@ -185,13 +185,14 @@ def py312() -> Version:
     return version
 
 
-def make_wheel(dest: Path, name: str, version: str, payload: bytes = b"") -> Path:
+def make_wheel(dest: Path, name: str, version: str, payload: bytes = b"", requires: tuple[str, ...] = ()) -> Path:
     """A minimal pure-Python wheel (for a local index the tests control)."""
     mod = name.replace("-", "_")
     info = f"{mod}-{version}.dist-info"
+    depends = "".join(f"Requires-Dist: {r}\n" for r in requires)
     files = {
         f"{mod}.py": f"VERSION = {version!r}\n".encode(),
-        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{depends}".encode(),
         f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: dcbp-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
     if payload:
@@ -207,6 +208,24 @@ def make_wheel(dest: Path, name: str, version: str, payload: bytes = b"") -> Pat
         for name_, data in files.items():
             zf.writestr(name_, data)
     return path
+
+
+def local_index(root: Path, wheels: list[Path]) -> str:
+    """A PEP 503 index in a directory: file:// URL."""
+    root.mkdir(parents=True, exist_ok=True)
+    by_project: dict[str, list[Path]] = {}
+    for w in wheels:
+        by_project.setdefault(w.name.split("-")[0].replace("_", "-").lower(), []).append(w)
+    for project, files in by_project.items():
+        d = root / project
+        d.mkdir(exist_ok=True)
+        for f in files:
+            shutil.copy(f, d / f.name)
+        links = "".join(f'<a href="{f.name}">{f.name}</a>\n' for f in files)
+        (d / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+    (root / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(
+        f'<a href="{p}/">{p}</a>\n' for p in by_project) + "</body></html>\n")
+    return root.as_uri() + "/"
 
 
 @pytest.fixture

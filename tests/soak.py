@@ -100,7 +100,7 @@ def uwsgi_workers(pid: int) -> list[int]:
             cmdline = Path(f"/proc/{member}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"--wsgi-file" in cmdline:
+        if cmdline.startswith((b"uwsgi master", b"uwsgi worker ")):  # their titles (dcruntime.proctitle)
             rows[member] = ppid
     return [p for p, ppid in rows.items() if ppid in rows]
 

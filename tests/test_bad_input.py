@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BP, Build, build_env, copy_fixture, free_port, kill_session, make_wheel, run_compile
+from conftest import BP, Build, build_env, copy_fixture, free_port, kill_session, local_index, make_wheel, run_compile
 from dcbuild import configvars
 
 ERROR = " !     Error: "
@@ -94,24 +94,6 @@ def assert_all_cached(build: Build) -> None:
     for line in (CACHED_PYTHON, CACHED_DCREQS, CACHED_PACKAGES):
         assert line in build.stdout, build
     assert "-----> Installing" not in build.stdout.replace("-----> Installing runtime configs", ""), build
-
-
-def local_index(root: Path, wheels: list[Path]) -> str:
-    """A PEP 503 index in a directory: file:// URL."""
-    root.mkdir(parents=True, exist_ok=True)
-    by_project: dict[str, list[Path]] = {}
-    for w in wheels:
-        by_project.setdefault(w.name.split("-")[0].replace("_", "-").lower(), []).append(w)
-    for project, files in by_project.items():
-        d = root / project
-        d.mkdir(exist_ok=True)
-        for f in files:
-            shutil.copy(f, d / f.name)
-        links = "".join(f'<a href="{f.name}">{f.name}</a>\n' for f in files)
-        (d / "index.html").write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
-    (root / "index.html").write_text("<!DOCTYPE html><html><body>\n" + "".join(
-        f'<a href="{p}/">{p}</a>\n' for p in by_project) + "</body></html>\n")
-    return root.as_uri() + "/"
 
 
 @contextlib.contextmanager
@@ -220,13 +202,14 @@ def test_python_version_files_accepted(tmp_path, runtimes, py312):
 @pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_bad_requirements(tmp_path, runtimes, py312, installer):
     app, cache = seeded_app(tmp_path, runtimes, py312)
-    first = run_compile(app, cache, DC_INSTALLER=installer)
+    # An index the test controls beside PyPI (which has the sample's own package): one project with
+    # two versions. Every build installs the whole list afresh, as an empty cache would.
+    wheels = [make_wheel(tmp_path / "wheels", "dcbp-pin", "1.0"), make_wheel(tmp_path / "wheels", "dcbp-pin", "2.0")]
+    index = local_index(tmp_path / "index", wheels)
+    first = run_compile(app, cache, PIP_EXTRA_INDEX_URL=index, DC_INSTALLER=installer)
     assert first.returncode == 0, first
     good = (app / "requirements.txt").read_text()
     before = published(cache)
-    # An index the test controls (no network for the failures): one project with two versions.
-    wheels = [make_wheel(tmp_path / "wheels", "dcbp-pin", "1.0"), make_wheel(tmp_path / "wheels", "dcbp-pin", "2.0")]
-    index = local_index(tmp_path / "index", wheels)
     cases = [
         ({"requirements.txt": good + "dcbp-nowhere==1.0\n"},
          ["requirements.txt", "dcbp-nowhere", "requirements.txt:2"]),
@@ -241,12 +224,12 @@ def test_bad_requirements(tmp_path, runtimes, py312, installer):
     for files, fragments in cases:
         for name, text in files.items():
             (app / name).write_text(text)
-        build = run_compile(app, cache, PIP_INDEX_URL=index, DC_INSTALLER=installer)
+        build = run_compile(app, cache, PIP_EXTRA_INDEX_URL=index, DC_INSTALLER=installer)
         assert_one_error(build, *fragments)
         assert published(cache) == before, files
         (app / "base.txt").unlink(missing_ok=True)
     (app / "requirements.txt").write_text(good)
-    assert_all_cached(run_compile(app, cache, PIP_INDEX_URL=index, DC_INSTALLER=installer))
+    assert_all_cached(run_compile(app, cache, PIP_EXTRA_INDEX_URL=index, DC_INSTALLER=installer))
 
 
 # --- 5. ENV_DIR ----------------------------------------------------------------------------

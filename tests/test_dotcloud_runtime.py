@@ -356,7 +356,7 @@ def test_dotcloud_web_service(slug, web):
     # postinstall ran from current/, after environment.json was written, before supervisord.
     assert f"postinstall | postinstall in {app} for www\n" in out
     assert "postinstall | postinstall on stderr\npostinstall | environment.json is there\n" in out
-    assert out.index("postinstall | ") < out.index("supervisord started")
+    assert out.index("postinstall | ") < out.index("dcweb | the app's programs: ")
 
     # environment.json: the platform's vars win over dotcloud.yml's, dotCloud's keys are added.
     data = json_get(w, "/env-file")
@@ -494,8 +494,9 @@ def test_postinstall_runs_before_the_programs_and_its_failure_stops_the_start(sl
     w.wait_ready()
     body = w.request("/")[2].decode()
     assert body.startswith("postinstall ") and body.endswith(f" in {app}\n")
+    w.wait_for("dcweb | ready in ")
     out = w.output
-    assert out.index("postinstall | postinstall finished") < out.index("supervisord started")
+    assert out.index("postinstall | postinstall finished") < out.index("dcweb | ready in ")
     serve.assert_clean_stop(w)
 
     w = web(app, PI_MODE="fail")

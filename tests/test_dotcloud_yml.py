@@ -86,7 +86,7 @@ def test_approot_requirements_win_and_extras_are_added(tmp_path):
     app = app_with(tmp_path, "www:\n  type: python\n  approot: src\n  requirements:\n    - six==1.16.0\n",
                    **{"src/requirements.txt": "itsdangerous\n", "requirements.txt": "flask\n", "src/wsgi.py": ""})
     notes: list[str] = []
-    found, _, _ = plan._lock(app, "src", tmp_path / "cache", None)
+    found, _, _, _ = plan._lock(app, "src")
     result = plan._requirements(app, "src", dotcloud.load(app, tmp_path / "cache"), notes, found)
     assert result == ".dotcloud/requirements-dotcloud.txt"
     assert (app / result).read_text().splitlines()[1:] == ["-r ../src/requirements.txt", "six==1.16.0"]

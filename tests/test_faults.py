@@ -84,7 +84,7 @@ def procs(w: serve.Web) -> dict[int, tuple[int, int, str]]:
 def uwsgi_master(w: serve.Web) -> tuple[int, list[int]]:
     """uWSGI's master (supervisord's child) and its workers."""
     table = procs(w)
-    uwsgi = {pid: row for pid, row in table.items() if "--wsgi-file" in row[2]}
+    uwsgi = {pid: row for pid, row in table.items() if row[2].startswith(("uwsgi master", "uwsgi worker "))}
     (master,) = [pid for pid, row in uwsgi.items() if row[0] not in uwsgi]
     return master, sorted(pid for pid, row in uwsgi.items() if row[0] == master)
 

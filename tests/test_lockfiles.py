@@ -132,13 +132,13 @@ def test_nothing_to_install_is_fine(tmp_path):
 def test_stale_lock_says_which_command_makes_it(tmp_path, fixture, made_from, edit, cmd):
     app = fixture_copy(tmp_path, fixture)
     kind = LOCKS[fixture]
-    assert lockfiles.write_requirements(tmp_path, app, kind, None, None)  # fresh as the tool left it
+    assert lockfiles.write_requirements(tmp_path, app, kind)  # fresh as the tool left it
     path = app / made_from
     text = path.read_text()
     assert edit[0] in text
     path.write_text(text.replace(*edit))
     with pytest.raises(log.BuildError) as exc:
-        lockfiles.write_requirements(tmp_path, app, kind, None, None)
+        lockfiles.write_requirements(tmp_path, app, kind)
     assert exc.value.summary == f"{kind} is out of date: {made_from} changed since it was made"
     assert any(f"Run `{cmd}`" in line for line in exc.value.details)
 
@@ -146,7 +146,7 @@ def test_stale_lock_says_which_command_makes_it(tmp_path, fixture, made_from, ed
 def test_lock_requirements_are_pinned_hashed_and_main_only(tmp_path):
     for fixture in ("lockfile_pipenv", "lockfile_poetry"):
         app = fixture_copy(tmp_path, fixture)
-        out = tmp_path / lockfiles.write_requirements(tmp_path, app, LOCKS[fixture], None, None)
+        out = tmp_path / lockfiles.write_requirements(tmp_path, app, LOCKS[fixture])
         text = out.read_text()
         assert "python-dateutil==2.9.0.post0" in text and "six==1.17.0" in text, text
         assert "--hash=sha256:a8b2bc7bffae282281c8140a97d3aa9c14da0b136dfe83f850eea9a5f7470427" in text

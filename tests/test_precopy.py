@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dcbuild import log, slug
+from dcbuild import log, slug, tools
 
 
 def tree(root: Path) -> Path:
@@ -134,12 +134,14 @@ def test_layer_keys_name_what_each_layer_holds(tmp_path):
     (bp / "config").mkdir(parents=True)
     (bp / "config" / "dcrequirements.txt").write_text("supervisor==4.3.0\n")
     dcreqs = hashlib.sha256(b"supervisor==4.3.0\n").hexdigest()[:12]
+    uv = tools.version("uv")  # uv's version is in the key: another uv may resolve differently
     plan = {"PY_VERSION": "3.12.1", "INSTALLER": "uv", "USER_REQS": "requirements.txt", "USER_HASH": "0123abcd"}
     assert slug.layer_keys(plan, "x86_64-linux-gnu", "heroku-24", bp) == {
         "PY_KEY": "3.12.1-x86_64-linux-gnu",
         "DCREQS_HASH": dcreqs,
-        "DC_KEY": f"3.12.1-x86_64-linux-gnu-heroku-24-f{slug.LAYER_FORMAT}-uv-{dcreqs}",
-        "USER_KEY": f"3.12.1-x86_64-linux-gnu-heroku-24-f{slug.LAYER_FORMAT}-uv-{dcreqs}-0123abcd",
+        "DC_KEY": f"3.12.1-x86_64-linux-gnu-heroku-24-f{slug.LAYER_FORMAT}-uv{uv}-{dcreqs}",
+        "USER_KEY": f"3.12.1-x86_64-linux-gnu-heroku-24-f{slug.LAYER_FORMAT}-uv{uv}-{dcreqs}-0123abcd",
+        "INSTALLER_ID": f"uv {uv}",
     }
     # No stack (a laptop), pip, no requirements: the user key says so.
     keys = slug.layer_keys({**plan, "INSTALLER": "pip", "USER_REQS": ""}, "aarch64-linux-gnu", "", bp)

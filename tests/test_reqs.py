@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from dcbuild import log, reqs
@@ -59,7 +57,7 @@ def test_urls_and_comments_are_not_files(tmp_path):
 # --- the installer: uv (default) or pip -----------------------------------------------------
 
 from conftest import copy_fixture, make_wheel, run_compile  # noqa: E402
-from dcbuild import pip  # noqa: E402
+from dcbuild import pip, slug, tools  # noqa: E402
 from dcbuild.cache import tree_size  # noqa: E402
 
 
@@ -125,12 +123,13 @@ def test_uv_and_pip_resolve_the_same_set(tmp_path, runtimes, py312):
         assert build.returncode == 0, build
         assert f"-----> Installing requirements with {engine} (requirements.txt)" in build.stdout
         apps[engine] = app
-    assert "-----> Discarding cached dotCloud requirements: installer uv -> pip" in build.stdout
+    assert f"-----> Discarding cached dotCloud requirements: installer uv {tools.version('uv')} -> pip" in build.stdout
     uv_set, pip_set = freeze(apps["uv"]), freeze(apps["pip"])
     assert uv_set == pip_set
     assert "six==1.16.0" in uv_set and any(line.startswith("pysocks==") for line in uv_set)
-    layers = sorted(p.name.split("-f1-")[1].split("-")[0] for p in (cache / "python-dotcloud/layers").glob("*reqs-*"))
-    assert layers == ["pip", "pip", "uv", "uv"]
+    layers = sorted(p.name.split(f"-f{slug.LAYER_FORMAT}-")[1].split("-")[0]
+                    for p in (cache / "python-dotcloud/layers").glob("*reqs-*"))
+    assert layers == ["pip", "pip", f"uv{tools.version('uv')}", f"uv{tools.version('uv')}"]
 
 
 @pytest.mark.slow
@@ -237,19 +236,3 @@ def test_out_of_disk_space_does_not_blame_the_requirements(tmp_path):
         assert err.summary == f"{engine} ran out of disk space while installing the packages in requirements.txt"
         assert "No space left on device" in err.details[0]  # what bin/compile looks for, to say which disk
         assert not [d for d in err.details if d.startswith("Fix ") or "Failed requirement" in d]
-
-
-def test_compiled_names_count_path_and_url_lines_by_what_they_installed(tmp_path):
-    root = tmp_path / "python"
-    site = root / "lib" / "python3.12" / "site-packages"
-    for name, url in (("dcbp_local-1.0", (tmp_path / "app" / "wheels" / "dcbp_local-1.0-py3-none-any.whl").as_uri()),
-                      ("dcbp_Proj-0.1", (tmp_path / "app" / "proj").as_uri() + "/"),
-                      ("dcbp_url-2.0", "https://example.invalid/dcbp_url-2.0.tar.gz"),
-                      ("dcbp_gone-1.0", (tmp_path / "app" / "old.whl").as_uri())):
-        (site / f"{name}.dist-info").mkdir(parents=True)
-        (site / f"{name}.dist-info" / "direct_url.json").write_text(json.dumps({"url": url}))
-    text = ("six==1.16.0\n./wheels/dcbp_local-1.0-py3-none-any.whl\n-e proj\n"
-            "https://example.invalid/dcbp_url-2.0.tar.gz#egg=dcbp-url\nFlask[async]==3.0.3\n"
-            "dcbp-at @ file:///x/y.whl\n--index-url https://example.invalid/simple\n")
-    names = pip.compiled_names(text, root, [tmp_path / "app"])
-    assert names == {"six", "dcbp-local", "dcbp-proj", "dcbp-url", "flask", "dcbp-at"}

@@ -6,8 +6,10 @@ tree and counts the uWSGI workers that really started.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -134,8 +136,17 @@ def report_app(app: Path) -> None:
 
 
 def workers_started(w, count: int) -> set[int]:
-    w.wait_for(f"spawned uWSGI worker {count} ")
-    return {int(n) for n in re.findall(r"uwsgi \| .*spawned uWSGI worker (\d+) ", w.output)}
+    """The numbers of the uWSGI workers running, from their process titles (`uwsgi worker N`)."""
+    deadline = time.monotonic() + 10
+    while True:
+        titles = set()
+        for pid in serve.session_pids(w.proc.pid):
+            with contextlib.suppress(OSError):
+                titles.add(Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0"))
+        found = {int(t.split()[-1]) for t in titles if re.fullmatch(rb"uwsgi worker \d+", t)}
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import pwd
 import signal
 import subprocess
 import sys
@@ -16,7 +17,7 @@ import pytest
 from conftest import BP
 from dcbuild import log
 from dcbuild import web as build_web
-from dcruntime import events, programs, render
+from dcruntime import events, programs, reach, render, startlog
 from dcruntime import web as runtime_web
 
 DC_ENV = {**os.environ, "PYTHONPATH": str(BP / "lib")}
@@ -145,7 +146,7 @@ def test_log_hub_prefixes_complete_lines_per_program(tmp_path):
         lines = f.read().split(b"\n")[:-1]
     assert sorted(lines) == sorted([
         b"nginx | GET / 200", b"nginx | GET /x 404", b"nginx | no newline at the end",
-        b"uwsgi | caf\xc3\xa9\r", b"uwsgi | ", b"2026-01-01 INFO supervisord started",
+        b"uwsgi | caf\xc3\xa9\r", b"uwsgi | ", b"supervisord | 2026-01-01 INFO supervisord started",
     ])
     assert lines.index(b"nginx | GET / 200") < lines.index(b"nginx | GET /x 404")
     assert sorted(p.name for p in (tmp_path / "log").iterdir()) == ["nginx", "uwsgi"]
@@ -161,19 +162,225 @@ def test_child_env_removes_only_our_own_pythonpath_entry(tmp_path, monkeypatch):
     assert "PYTHONPATH" not in runtime_web.child_env(tmp_path)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="the root case needs root")
-def test_as_root_a_closed_app_directory_is_reported(tmp_path, monkeypatch, capsys):
-    home = tmp_path / "closed" / "app"
-    home.mkdir(parents=True)
-    (tmp_path / "closed").chmod(0o700)
-    monkeypatch.setenv("HOME", str(home))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    env = runtime_web.privileges(run_dir)
-    assert env["DC_NGINX_USER"].startswith("nobody ")
-    err = capsys.readouterr().err
-    assert "dcweb | warning: nginx's workers run as nobody and cannot enter /" in err
-    assert "static files will get 403" in err
+# --- the start log --------------------------------------------------------------------------
+
+# What uWSGI 2.0.30 (pyuwsgi, as root, 2 workers) printed at start and at SIGTERM, without --logdate.
+UWSGI_START = b"""[uWSGI] getting INI configuration from /tmp/dcweb.x/uwsgi.ini
+*** Starting uWSGI 2.0.30 (64bit) on [Fri Dec  4 17:18:59 2026] ***
+compiled with version: 14.2.1 20250110 (Red Hat 14.2.1-10) on 24 February 2026 19:10:36
+os: Linux-6.18.44-fc-v1272 #1 SMP PREEMPT_DYNAMIC @0
+nodename: vm
+machine: x86_64
+clock source: unix
+pcre jit disabled
+detected number of CPU cores: 2
+current working directory: /app
+writing pidfile to /tmp/dcweb.x/uwsgi.pid
+detected binary path: /app/.dotcloud/python/bin/python3.13
+chdir() to /app/current
+your processes number limit is 96368
+your memory page size is 4096 bytes
+{harakiri}
+detected max file descriptor number: 20000
+lock engine: pthread robust mutexes
+thunder lock: enabled
+uwsgi socket 0 bound to UNIX address /tmp/dcweb.x/uwsgi.sock fd 3
+uWSGI running as root, you can use --uid/--gid/--chroot options
+{root}
+Python version: 3.13.0 (main, May  9 2026, 07:36:57) [GCC 12.2.0]
+--- Python VM already initialized ---
+Python main interpreter initialized at 0x7f354796e620
+python threads support enabled
+your server socket listen backlog is limited to 100 connections
+your mercy for graceful operations on workers is 60 seconds
+mapped 231000 bytes (225 KB) for 2 cores
+*** Operational MODE: preforking ***
+added /app/current/ to pythonpath.
+WSGI app 0 (mountpoint='') ready in 0 seconds on interpreter 0x7f354796e620 pid: 12547 (default app)
+*** uWSGI is running in multiple interpreter mode ***
+spawned uWSGI master process (pid: 12547)
+spawned uWSGI worker 1 (pid: 12552, cores: 1)
+spawned uWSGI worker 2 (pid: 12553, cores: 1)
+running "unix_signal:15 gracefully_kill_them_all" (master-start)...
+Fri Dec  4 17:18:46 2026 - graceful shutdown triggered...
+Gracefully killing worker 2 (pid: 12553)...
+worker 1 buried after 1 seconds
+goodbye to uWSGI.
+VACUUM: pidfile removed.
+""".replace(
+    b"{harakiri}", b" *** WARNING: you have enabled harakiri without post buffering. Slow upload could be rejected"
+    b" on post-unbuffered webservers *** ",
+).replace(b"{root}", b"*** WARNING: you are running uWSGI as root !!! (use the --uid flag) *** ")
+UWSGI_PROBLEMS = b"""Traceback (most recent call last):
+  File "/app/current/wsgi.py", line 1, in <module>
+RuntimeError: boom
+Fri Dec  4 17:20:01 2026 - DAMN ! worker 1 (pid: 12552) died, killed by signal 9 :( trying respawn ...
+Respawned uWSGI worker 1 (new pid: 12600)
+*** HARAKIRI ON WORKER 2 (pid: 12553, try: 1, graceful: yes) ***
+os: something the app printed
+"""
+
+
+def test_uwsgi_routine_lines_are_dropped_and_problems_kept_without_uwsgis_date():
+    assert startlog.uwsgi_filter(UWSGI_START) == b""
+    assert startlog.uwsgi_filter(UWSGI_START + UWSGI_PROBLEMS + UWSGI_START) == UWSGI_PROBLEMS.replace(
+        b"Fri Dec  4 17:20:01 2026 - ", b"")
+
+
+def test_uwsgi_output_is_whole_when_verbose_or_with_uwsgis_own_logging_options():
+    assert not startlog.uwsgi_verbose({"UWSGI_HARAKIRI": "30"}, {"processes": "2"})
+    for environ in ({"DC_VERBOSE": "1"}, {"UWSGI_DISABLE_LOGGING": "false"}, {"UWSGI_LOGDATE": "true"},
+                    {"UWSGI_LOG_FORMAT": "%(uri)"}, {"UWSGI_MEMORY_REPORT": "1"}):
+        assert startlog.uwsgi_verbose(environ, {}), environ
+    assert startlog.uwsgi_verbose({}, {"memory-report": "true"})  # dotcloud.yml's uwsgi_memory_report
+
+
+SUPERVISORD = b"""2026-12-04 17:10:40,128 INFO Included extra file "/tmp/dcweb.x/supervisord-app.conf" during parsing
+2026-12-04 17:10:40,128 INFO Set uid to user 0 succeeded
+2026-12-04 17:10:40,131 INFO RPC interface 'supervisor' initialized
+2026-12-04 17:10:40,132 INFO supervisord started with pid 22812
+2026-12-04 17:10:40,141 INFO spawned: 'uwsgi' with pid 22819
+2026-12-04 17:10:43,296 INFO success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds
+2026-12-04 17:11:00,001 WARN exited: uwsgi (terminated by SIGKILL; not expected)
+2026-12-04 17:11:00,002 INFO spawned: 'uwsgi' with pid 22900
+2026-12-04 17:11:03,003 INFO success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds
+2026-12-04 17:12:46,424 WARN received SIGTERM indicating exit request
+2026-12-04 17:12:46,425 INFO waiting for dcweb, uwsgi, nginx to die
+2026-12-04 17:12:46,428 INFO stopped: nginx (exit status 0)
+a line of a traceback
+"""
+
+
+def test_supervisord_lines_lose_their_timestamp_and_the_routine_ones_by_default():
+    assert startlog.SupervisordFilter()(SUPERVISORD).decode().splitlines() == [
+        "WARN exited: uwsgi (terminated by SIGKILL; not expected)",
+        "success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds",  # a restart
+        "WARN received SIGTERM indicating exit request",
+        "stopped: nginx (exit status 0)",
+        "a line of a traceback",
+    ]
+    verbose = startlog.SupervisordFilter(verbose=True)(SUPERVISORD).decode().splitlines()
+    assert len(verbose) == len(SUPERVISORD.splitlines())
+    assert verbose[0] == 'INFO Included extra file "/tmp/dcweb.x/supervisord-app.conf" during parsing'
+    assert startlog.SupervisordFilter()(SUPERVISORD.splitlines(keepends=True)[0]) == b""
+    # Killed before its first RUNNING state: the one after the restart is shown.
+    early = SUPERVISORD.splitlines(keepends=True)
+    assert startlog.SupervisordFilter()(b"".join(early[4:5] + early[6:9])).decode().splitlines() == [
+        "WARN exited: uwsgi (terminated by SIGKILL; not expected)",
+        "success: uwsgi entered RUNNING state, process has stayed up for > than 3 seconds",
+    ]
+
+
+def test_log_hub_filters_by_program(tmp_path):
+    out_r, out_w = os.pipe()
+    main_r, main_w = os.pipe()
+    filters = {"uwsgi": startlog.uwsgi_filter, "supervisord": startlog.SupervisordFilter()}
+    hub = runtime_web.LogHub(tmp_path / "log", ["uwsgi"], out_fd=out_w, filters=filters)
+    uwsgi = os.open(tmp_path / "log" / "uwsgi", os.O_WRONLY)
+    os.write(uwsgi, UWSGI_START + b"RuntimeError: boom\n")
+    os.write(main_w, SUPERVISORD)
+    os.close(main_w)
+    hub.run(main_r)
+    hub.close()
+    os.close(uwsgi)
+    os.close(out_w)
+    with os.fdopen(out_r, "rb") as f:
+        lines = f.read().decode().splitlines()
+    assert "uwsgi | RuntimeError: boom" in lines
+    assert "supervisord | stopped: nginx (exit status 0)" in lines
+    assert len(lines) == 6, lines
+
+
+def test_versions_and_programs_lines(tmp_path):
+    (tmp_path / ".dotcloud/nginx").mkdir(parents=True)
+    (tmp_path / ".dotcloud/nginx/VERSION").write_text("1.22.1 debian-1.22.1-9+deb12u9 a16adb5c5e08\n")
+    python = "Python {}.{}.{}".format(*sys.version_info[:3])
+    line = startlog.versions(tmp_path, "5000")
+    assert line.startswith(f"{python}, ") and line.endswith(", nginx 1.22.1, port 5000")
+    assert startlog.versions(tmp_path, None) == python  # a python-worker service
+    assert startlog.programs_line([], []) is None
+    assert startlog.programs_line(["worker", "beat"], ["ticker"]) == (
+        "the app's programs: worker, beat (current/supervisord.conf); ticker (dotcloud.yml)")
+
+
+def test_process_titles_show_in_ps_and_top():
+    code = (
+        "import sys; from dcruntime import proctitle; assert proctitle.set_title('uwsgi worker 1');"
+        "sys.stdout.buffer.write(open('/proc/self/cmdline', 'rb').read() + b'|' + open('/proc/self/comm', 'rb').read())"
+    )
+    res = subprocess.run([sys.executable, "-c", code, "--a-long-argument-to-make-room"], env=DC_ENV,
+                         capture_output=True, check=True)
+    cmdline, comm = res.stdout.split(b"|")
+    assert cmdline.rstrip(b"\0") == b"uwsgi worker 1" and comm == b"uwsgi worker 1\n"
+    res = subprocess.run([sys.executable, "-c", code.replace("uwsgi worker 1", "x" * 5000)], env=DC_ENV,
+                         capture_output=True, check=True)
+    cmdline, comm = res.stdout.split(b"|")
+    assert set(cmdline.rstrip(b"\0")) == {ord("x")} and comm == b"x" * 15 + b"\n"  # cut to the room there is
+
+
+# --- who nginx's workers are, what they reach ------------------------------------------------
+
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the root case needs root")
+
+
+@as_root
+def test_the_kernel_says_what_the_workers_can_enter(world_dir):
+    closed = world_dir / "closed"
+    (closed / "inner").mkdir(parents=True)
+    closed.chmod(0o700)
+    nobody = reach.named("nobody")
+    assert reach.first_closed(closed / "inner", nobody) == closed
+    assert reach.first_closed(world_dir, nobody) is None
+    assert reach.searchable([world_dir, closed, closed / "inner"], nobody) == [True, False, False]
+    root = reach.Workers("root", "root", 0, 0)
+    assert reach.first_closed(closed / "inner", root) is None
+
+
+@as_root
+def test_a_closed_app_directory_stops_the_start_or_the_apps_owner_serves_it(world_dir):
+    closed = world_dir / "closed"
+    home = closed / "app"
+    (home / "site").mkdir(parents=True)
+    (home / "current").symlink_to("site")
+    closed.chmod(0o700)
+    with pytest.raises(reach.ReachError) as failed:
+        reach.choose(home, {})
+    message = str(failed.value)
+    assert f"nginx's workers run as nobody and cannot enter {closed}, on the way to the app" in message
+    assert f"chmod o+x {closed}" in message and "NGINX_USER=root" in message
+    chosen = reach.choose(home, {"NGINX_USER": "root"})
+    assert chosen is not None and (chosen.uid, chosen.directive) == (0, "root root")
+    with pytest.raises(reach.ReachError, match="NGINX_USER=no-such-user-dc: there is no such user"):
+        reach.choose(home, {"NGINX_USER": "no-such-user-dc"})
+    # The app's owner (not root), who can enter it: the workers run as that user.
+    owner = pwd.getpwnam("daemon")
+    for path in (closed, home, home / "site"):
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    chosen = reach.choose(home, {})
+    assert chosen is not None and chosen.uid == owner.pw_uid
+    assert chosen.why == f"nginx's workers run as daemon, the app's owner: nobody cannot enter {closed}"
+    # Open: nobody, and nothing to say.
+    closed.chmod(0o711)
+    chosen = reach.choose(home, {})
+    assert chosen is not None and (chosen.name, chosen.why) == ("nobody", "")
+
+
+@as_root
+def test_the_run_directory_goes_where_the_workers_can_enter(world_dir):
+    nobody = reach.named("nobody")
+    assert reach.run_parent(str(world_dir), nobody) == (str(world_dir), "")
+    assert reach.run_parent(str(world_dir), None) == (str(world_dir), "")  # not root: TMPDIR as it is
+    closed = world_dir / "closed"
+    (closed / "tmp").mkdir(parents=True)
+    closed.chmod(0o700)
+    parent, note = reach.run_parent(str(closed / "tmp"), nobody)
+    assert parent == "/tmp"
+    assert note == (f"TMPDIR={closed}/tmp: nginx's workers (nobody) cannot enter {closed};"
+                    " the run directory is under /tmp instead")
+    env = runtime_web.privileges(world_dir, nobody)
+    assert env == {"DC_NGINX_USER": f"nobody {nobody.group}", "DC_SOCKET_OWNER": f"0:{nobody.gid}"}
+    st = world_dir.stat()
+    assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o710, 0, nobody.gid)
 
 
 def test_run_dir_is_private_and_refuses_socket_paths_that_are_too_long(tmp_path):

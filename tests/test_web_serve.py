@@ -15,6 +15,7 @@ import http.client
 import os
 import pty
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -232,7 +233,7 @@ def test_plain_app_serves_logs_and_stops_cleanly(slug, web):
     assert headers["Server"] == "nginx"  # server_tokens off: no version
     w.wait_for('nginx | 127.0.0.1 (-) - - [')
     w.wait_for('"GET / HTTP/1.1" 200 21 "-" "dcweb-tests"')
-    assert "uwsgi | " in w.output and "WSGI app 0 (mountpoint='') ready" in w.output
+    w.wait_for("dcweb | ready in ")
     (app / "maintenance").touch()
     w.wait_status("/", 503)
     (app / "maintenance").unlink()
@@ -319,9 +320,11 @@ def test_app_supervisord_programs_run_and_log_to_the_web_log(slug, web):
 
 def test_sigterm_to_every_process_at_once_like_heroku(slug, web):
     app = slug("web_worker")
-    w = web(app)
+    w = web(app, DC_VERBOSE="1")  # uWSGI's last words too
     w.wait_ready()
     w.wait_for("worker | worker started")
+    # DC_VERBOSE=1: uWSGI's banner and every supervisord line, without supervisord's timestamps.
+    assert "uwsgi | *** Starting uWSGI " in w.output and "supervisord | INFO spawned: 'uwsgi' with pid " in w.output
     start = time.monotonic()
     for pid in session_pids(w.proc.pid):
         with contextlib.suppress(ProcessLookupError):
@@ -331,6 +334,63 @@ def test_sigterm_to_every_process_at_once_like_heroku(slug, web):
     assert w.leftovers() == []
     assert "uwsgi | " in w.output.split("received SIGTERM")[-1]  # the listener outlived the signal
     assert "goodbye to uWSGI" in w.output
+
+
+START_LOG = [
+    r"dcweb \| Python 3\.\d+\.\d+, uWSGI 2\.\d+\.\d+, nginx 1\.\d+\.\d+, port \d+",
+    r"dcweb \| uWSGI processes: 2 \(WEB_CONCURRENCY=2\)",
+    r"dcweb \| the app's programs: worker \(current/supervisord\.conf\)",
+    r"dcweb \| ready in \d+ ms \(GET / answered 200\)",
+    r'nginx \| 127\.0\.0\.1 \(-\) - - \[[^]]+\] "GET / HTTP/1\.1" 200 21 "-" "dcweb-probe"',
+]
+
+
+def titles(w: Web) -> dict[int, tuple[bytes, bytes]]:
+    """pid -> (command line as ps -f shows it, name as top shows it), for the web process's processes."""
+    found = {}
+    for pid in session_pids(w.proc.pid):
+        with contextlib.suppress(OSError):
+            found[pid] = (Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").replace(b"\0", b" "),
+                          Path(f"/proc/{pid}/comm").read_bytes().strip())
+    return found
+
+
+def test_the_start_and_stop_logs_are_short_and_processes_have_titles(slug, web):
+    app = slug("web_worker")
+    w = web(app, WEB_CONCURRENCY="2")
+    w.wait_for('"dcweb-probe"')  # the probe's line in nginx's access log: the last of the start's
+    w.wait_for("worker | worker warning on stderr")
+    time.sleep(1.5)  # anything late would show now
+    lines = w.output.splitlines()
+    ours = [line for line in lines if not line.startswith("worker | ")]  # the app's own lines are its own
+    assert len(ours) == len(START_LOG), w.output
+    for pattern in START_LOG:
+        assert [line for line in ours if re.fullmatch(pattern, line)], f"{pattern}\n{w.output}"
+    assert sorted(line for line in lines if line.startswith("worker | ")) == [
+        "worker | worker started", "worker | worker warning on stderr"]
+
+    table = titles(w)
+    assert table[w.proc.pid] == (b"dcweb", b"dcweb")
+    named = sorted(title for title in table.values() if title[0].startswith(b"uwsgi"))
+    assert named == [(b"uwsgi master", b"uwsgi master"), (b"uwsgi worker 1", b"uwsgi worker 1"),
+                     (b"uwsgi worker 2", b"uwsgi worker 2")], table
+    assert sum(title[0] == b"nginx: worker process" for title in table.values()) == 2, table
+
+    assert w.stop()[0] == 0
+    assert w.exit_status() == 0  # and the log read to its end
+    # On a loaded machine uWSGI may outlast its 2 s (config/supervisord.conf): supervisord then says
+    # it kills it, a warning that applies.
+    stop = [line for line in w.output.splitlines()[len(lines):]
+            if not line.startswith("supervisord | WARN killing 'uwsgi' (")]
+    assert sorted(stop) == sorted([
+        "supervisord | WARN received SIGTERM indicating exit request",
+        "supervisord | stopped: worker (exit status 0)",
+        "supervisord | stopped: nginx (exit status 0)",
+        "supervisord | stopped: uwsgi (exit status 0)",
+        "supervisord | stopped: dcweb (exit status 0)",
+        "dcweb | exiting with status 0",
+    ]), w.output
+    assert stop[-1] == "dcweb | exiting with status 0"
 
 
 def test_broken_app_shows_its_traceback_and_exits_non_zero(slug, web):
@@ -393,6 +453,55 @@ def test_as_root_nginx_workers_are_nobody_and_the_socket_is_not_world_writable(s
         assert f"\nUid:\t{nobody.pw_uid}\t" in status
     assert "CRIT" not in w.output  # user=root is said on purpose; the control socket has a password
     assert "warning" not in w.output
+    assert_clean_stop(w)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root case needs root")
+def test_as_root_a_tmpdir_the_workers_cannot_enter_gets_a_run_directory_they_can(slug, web, place):
+    app = slug("web_plain")
+    closed = place / "closed"  # as `mktemp -d` makes it
+    (closed / "tmp").mkdir(parents=True)
+    closed.chmod(0o700)
+    w = web(app, TMPDIR=str(closed / "tmp"))
+    w.wait_ready()
+    assert w.request("/")[0:3:2] == (200, b"Hello from web_plain\n")
+    note = f"dcweb | TMPDIR={closed}/tmp: nginx's workers (nobody) cannot enter {closed}; the run directory is under"
+    assert note in w.output
+    run_dir = Path(re.search(r"the run directory is under /tmp instead: (/tmp/dcweb\.\S+)", w.output).group(1))
+    assert (run_dir / "uwsgi.sock").is_socket()
+    assert_clean_stop(w)
+    assert not run_dir.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the root case needs root")
+def test_as_root_an_app_the_workers_cannot_enter_stops_at_once_or_runs_with_root_workers(slug, web, place):
+    built = slug("web_static_approot")
+    closed = place / "closed"  # as /root is
+    closed.mkdir(mode=0o700)
+    app = built.rename(closed / "app")
+    w = web(app)
+    started = time.monotonic()
+    assert w.exit_status(timeout=10) == 1, w.output
+    assert time.monotonic() - started < 5
+    assert w.output.splitlines()[-1] == (
+        f"dcweb | error: nginx's workers run as nobody and cannot enter {closed}, on the way to the app"
+        f" ({app}/current): every request would fail. Either let them through: chmod o+x {closed} (they can then"
+        " enter it, not list it), or run them as root: set NGINX_USER=root"
+    )
+    assert "supervisord" not in w.output and w.leftovers() == []
+
+    w = web(app, NGINX_USER="root")
+    w.wait_ready()
+    assert w.request("/static/hello.txt")[2] == (app / "site/static/hello.txt").read_bytes()
+    assert "dcweb | nginx's workers run as root (NGINX_USER)" in w.output
+    workers = [pid for pid, title in titles(w).items() if title[0] == b"nginx: worker process"]
+    assert workers and all("\nUid:\t0\t" in Path(f"/proc/{pid}/status").read_text() for pid in workers)
+    assert_clean_stop(w)
+
+    closed.chmod(0o711)  # the first fix
+    w = web(app)
+    w.wait_ready()
+    assert w.request("/static/hello.txt")[2] == (app / "site/static/hello.txt").read_bytes()
     assert_clean_stop(w)
 
 

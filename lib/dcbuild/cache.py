@@ -21,7 +21,7 @@ from . import log
 STATE = "last-build.json"
 # In each dependency layer's directory: the wheelhouse files installed in it (for pruning).
 USED = "wheels-used.txt"
-FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements", "installer")
+FIELDS = ("python", "stack", "dcreqs", "userreqs", "requirements", "installer", "locals", "index")
 KEEP = int(os.environ.get("DC_CACHE_KEEP", "3"))
 
 
@@ -46,6 +46,8 @@ def reasons(kind: str, last: dict[str, str], now: dict[str, str]) -> list[str]:
         out.append("the buildpack's config/dcrequirements.txt changed")
     if (last.get("installer") or "pip") != (now.get("installer") or "pip"):  # builds before uv used pip
         out.append(f"installer {last.get('installer') or 'pip'} -> {now.get('installer') or 'pip'}")
+    if last.get("index", "pypi") != now.get("index", "pypi"):
+        out.append("package index settings changed (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_TRUSTED_HOST)")
     if kind == "userreqs" and (last.get("userreqs"), last.get("requirements")) != (
         now.get("userreqs"),
         now.get("requirements"),
@@ -54,6 +56,8 @@ def reasons(kind: str, last: dict[str, str], now: dict[str, str]) -> list[str]:
             out.append(f"{now.get('requirements')} added")
         else:
             out.append(f"{now.get('requirements') or last.get('requirements')} changed")
+    if kind == "userreqs" and last.get("locals", "") != now.get("locals", "") and now.get("locals"):
+        out.append("a local package named in the requirements changed")
     return out
 
 

@@ -275,7 +275,9 @@ def from_poetry_lock(where: Path) -> list[str]:
 # --- uv ---------------------------------------------------------------------------------------
 
 
-def from_uv_lock(where: Path, cache: Path | None, env_dir: Path | None) -> list[str]:
+def from_uv_lock(where: Path, cache: Path | None, env_dir: Path | None, python: Path) -> list[str]:
+    """``uv export`` of the lock's packages, with ``python`` (the runtime the packages go into) as
+    the interpreter: uv looks for none on the build machine, and downloads none."""
     from . import pip, tools
 
     uv = tools.uv(cache)
@@ -284,30 +286,48 @@ def from_uv_lock(where: Path, cache: Path | None, env_dir: Path | None) -> list[
     del env["UV_NO_CONFIG"]
     env["XDG_CONFIG_HOME"] = str(where / ".dotcloud" / "no-user-config")
     res = subprocess.run([str(uv), "export", "--locked", "--no-dev", "--no-emit-project", "--no-header",
-                          "--format", "requirements-txt", "--directory", str(where)],
+                          "--format", "requirements-txt", "--python", str(python), "--no-python-downloads",
+                          "--directory", str(where)],
                          env=env, capture_output=True, text=True, errors="replace")
     if res.returncode != 0:
-        for line in (res.stderr or res.stdout).splitlines():
-            if not line.startswith("Using "):  # which interpreter uv found on the build machine
-                log.detail(line)
+        said = [line for line in (res.stderr or res.stdout).splitlines()
+                if line.strip() and not line.startswith("Using ")]  # the interpreter uv was given
+        for line in said:
+            log.detail(line)
+        if any("needs to be updated" in line for line in said):
+            raise log.BuildError(
+                "uv.lock does not match pyproject.toml (uv export --locked failed)",
+                "uv's own message is above.",
+                "Run `uv lock`, add the new uv.lock to the app, and deploy again.",
+            )
+        last = said[-1].strip() if said else f"exit status {res.returncode}"
         raise log.BuildError(
-            "uv.lock does not match pyproject.toml (uv export --locked failed)",
-            "uv's own message is above.",
-            "Run `uv lock`, add the new uv.lock to the app, and deploy again.",
+            "uv could not export the packages of uv.lock",
+            f"uv said: {last}",
+            "Fix what uv names above (pyproject.toml, uv.lock) and deploy again.",
         )
     return [line for line in res.stdout.splitlines() if line.strip()]
 
 
-def write_requirements(app: Path, where: Path, kind: str, cache: Path | None, env_dir: Path | None) -> str:
-    """Write the lock's packages as ``.dotcloud/requirements-<tool>.txt``; return that path (app-relative)."""
-    tool = KINDS[kind][0]
-    if kind == "Pipfile.lock":
-        lines = from_pipfile_lock(where)
-    elif kind == "poetry.lock":
-        lines = from_poetry_lock(where)
-    else:
-        lines = from_uv_lock(where, cache, env_dir)
-    out = app / ".dotcloud" / f"requirements-{tool}.txt"
+def uv_lock_requirements(app: Path, where: Path, cache: Path | None, env_dir: Path | None, python: Path) -> Path:
+    """Write uv.lock's packages to ``.dotcloud/requirements-uv.txt`` (the install's first step)."""
+    return _write(app, where, "uv.lock", from_uv_lock(where, cache, env_dir, python))
+
+
+def requirements_path(kind: str) -> str:
+    """Where a lock's packages are written, relative to the app."""
+    return f".dotcloud/requirements-{KINDS[kind][0]}.txt"
+
+
+def write_requirements(app: Path, where: Path, kind: str) -> str:
+    """Write a Pipfile.lock's or poetry.lock's packages as ``.dotcloud/requirements-<tool>.txt``;
+    return that path (app-relative). (uv.lock's are written by the install: uv_lock_requirements.)"""
+    lines = from_pipfile_lock(where) if kind == "Pipfile.lock" else from_poetry_lock(where)
+    return str(_write(app, where, kind, lines).relative_to(app))
+
+
+def _write(app: Path, where: Path, kind: str, lines: list[str]) -> Path:
+    out = app / requirements_path(kind)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         shown = where.relative_to(app)
@@ -317,4 +337,4 @@ def write_requirements(app: Path, where: Path, kind: str, cache: Path | None, en
     tmp = out.with_name(f"{out.name}.tmp.{os.getpid()}")
     tmp.write_text(head + "".join(f"{line}\n" for line in lines))
     os.replace(tmp, out)
-    return str(out.relative_to(app))
+    return out

@@ -37,6 +37,8 @@ UV_NAMES = {
     "PIP_RETRIES": "UV_HTTP_RETRIES",
 }
 PASSED_THROUGH = tuple(UV_NAMES)
+# The settings that decide what the installers find: part of the layers' keys (dcbuild.plan).
+INDEX_SETTINGS = ("PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_TRUSTED_HOST")
 
 
 def installer(env_dir: Path | None) -> str:
@@ -158,14 +160,32 @@ def disk_full(output: str, engine: str, label: str) -> log.BuildError | None:
     )
 
 
+_UNTRUSTED = re.compile(r"(?:invalid peer certificate|CERTIFICATE_VERIFY_FAILED|certificate verify failed)[^\n]*")
+
+
+def untrusted(output: str, engine: str, label: str) -> log.BuildError | None:
+    """The error for an index whose TLS certificate the build machine does not trust."""
+    m = _UNTRUSTED.search(output)
+    if not m:
+        return None
+    return log.BuildError(
+        f"{engine} could not verify the TLS certificate of a package index",
+        f"{engine} said: {m.group(0).strip()[:300]}",
+        f"{label} is not at fault: the index's certificate is signed by a CA that the build machine does not "
+        "trust. Add that CA to the build image's certificate store, or set the config var PIP_CERT to a CA "
+        "bundle file that holds it.",
+    )
+
+
 _NOT_NAMED = re.compile(r"^\s*(-e\b|--editable|\.|/|~|[a-z+]+://|git\+|--index-url|-i\b|--extra-index-url)", re.I)
 
 
 def wheelhouse_applies(files: list[Path]) -> bool:
-    """Only plain named requirements go through the wheel cache; editables, paths and URLs don't."""
+    """Only plain named requirements go through the wheel cache; editables, paths, URLs and
+    hash-checked files (a wheel built here has no listed hash) don't."""
     for path in files:
         for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
-            if _NOT_NAMED.match(line) or " @ " in line.split("#", 1)[0]:
+            if _NOT_NAMED.match(line) or " @ " in line.split("#", 1)[0] or "--hash" in line:
                 return False
     return True
 
@@ -186,7 +206,7 @@ def _stream(cmd: list[str], cwd: Path, env: dict[str, str], show: bool = True,
 
 
 def _fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
-    full = disk_full(output, "pip", label)
+    full = disk_full(output, "pip", label) or untrusted(output, "pip", label)
     if full:
         return full
     known = diagnose.explain(output, requirement, cwd, label)
@@ -208,76 +228,57 @@ def _wheel_key(filename: str) -> tuple[str, str]:
     return _normal(name), version.lower()
 
 
-def _requirement_names(files: list[Path]) -> set[str]:
-    names = set()
-    for path in files:
-        for line in path.read_text(encoding="utf-8-sig", errors="replace").splitlines():
-            m = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", line)
-            if m:
-                names.add(_normal(m.group(1)))
-    return names
-
-
-def _missing(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
-             label: str) -> list[str]:
-    """Resolve against the index (metadata only) and list the ``name==version`` not in the wheelhouse."""
+def _resolve(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
+             label: str) -> list[tuple[str, str, str]]:
+    """What pip installs into this environment from the index alone, as a build with no cache
+    would (metadata only): (name, version, file name) of each."""
     report = wheelhouse.with_name(f"report.json.tmp.{os.getpid()}")  # *.tmp.*: a killed build's is removed
     try:
-        status, output = _stream([*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report",
-                                  str(report), "--find-links", str(wheelhouse), "-r", requirement], cwd, env,
-                                 show=False)
+        status, output = _stream([*pip, "install", "--dry-run", "--quiet", "--report", str(report), "-r",
+                                  requirement], cwd, env, show=False)
         if status != 0:
             sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
             raise _fail(output, requirement, cwd, label)
         items = json.loads(report.read_text()).get("install", [])
     finally:
         report.unlink(missing_ok=True)
-    have = {w.name for w in wheelhouse.glob("*.whl")}
-    built = {_wheel_key(name) for name in have}
-    out = []
-    for item in items:
-        name, version = item["metadata"]["name"], item["metadata"]["version"]
-        filename = item["download_info"]["url"].rsplit("/", 1)[-1]
-        if filename in have or (not filename.endswith(".whl") and (_normal(name), version.lower()) in built):
-            continue
-        out.append(f"{name}=={version}")
-    return out
+    return [(item["metadata"]["name"], item["metadata"]["version"],
+             item["download_info"]["url"].rsplit("/", 1)[-1]) for item in items]
 
 
 def _via_wheelhouse(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path,
                     label: str) -> None:
-    """Install from the wheelhouse, adding to it first only what it lacks."""
+    """Resolve against the index (never against the wheelhouse: it may hold older releases),
+    add to the wheelhouse what it lacks of that, and install exactly that from it."""
     wheelhouse.mkdir(parents=True, exist_ok=True)
-    offline = [*pip, "install", "--no-warn-script-location", "--no-index", "--find-links", str(wheelhouse),
-               "-r", requirement]
-    known = {_wheel_key(w.name)[0] for w in wheelhouse.glob("*.whl")}
-    wanted: list[str] = ["-r", requirement]
-    if known & _requirement_names(reqs.collect(cwd / requirement)):
-        status, output = _stream(offline, cwd, env, show=False)
-        if status == 0:
-            log.detail("All packages came from the wheel cache")
-            for line in output.splitlines():
-                if line.startswith("Successfully installed"):
-                    log.detail(line)
-            return
-        missing = _missing(pip, requirement, cwd, env, wheelhouse, label)
-        log.detail(f"Not in the wheel cache: {', '.join(missing) or 'nothing (rebuilding it)'}")
-        if missing:
-            wanted = ["--no-deps", *missing]
-    # Wheels land in a private directory first and are renamed in one by one, so a killed
-    # build never leaves a half-written wheel in the cache.
-    fresh = wheelhouse.with_name(f"{wheelhouse.name}.tmp.{os.getpid()}")
-    shutil.rmtree(fresh, ignore_errors=True)
-    try:
-        status, output = _stream([*pip, "wheel", "--wheel-dir", str(fresh), "--find-links", str(wheelhouse),
-                                  *wanted], cwd, env)
-        if status != 0:
-            raise _fail(output, requirement, cwd, label)
-        for wheel in fresh.glob("*.whl"):
-            os.replace(wheel, wheelhouse / wheel.name)
-    finally:
+    chosen = _resolve(pip, requirement, cwd, env, wheelhouse, label)
+    have = {w.name for w in wheelhouse.glob("*.whl")}
+    built = {_wheel_key(name) for name in have}
+    missing = [f"{name}=={version}" for name, version, filename in chosen
+               if filename not in have and (filename.endswith(".whl") or (_normal(name), version.lower()) not in built)]
+    if missing:
+        log.detail(f"Not in the wheel cache: {', '.join(missing)}")
+        # Wheels land in a private directory first and are renamed in one by one, so a killed
+        # build never leaves a half-written wheel in the cache.
+        fresh = wheelhouse.with_name(f"{wheelhouse.name}.tmp.{os.getpid()}")
         shutil.rmtree(fresh, ignore_errors=True)
-    status, output = _stream(offline, cwd, env)
+        try:
+            status, output = _stream([*pip, "wheel", "--wheel-dir", str(fresh), "--no-deps", *missing], cwd, env)
+            if status != 0:
+                raise _fail(output, requirement, cwd, label)
+            for wheel in fresh.glob("*.whl"):
+                os.replace(wheel, wheelhouse / wheel.name)
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+    elif chosen:
+        log.detail("All packages came from the wheel cache")
+    pins = wheelhouse.with_name(f"pins.txt.tmp.{os.getpid()}")
+    pins.write_text("".join(f"{name}=={version}\n" for name, version, _file in chosen))
+    try:
+        status, output = _stream([*pip, "install", "--no-warn-script-location", "--no-compile", "--no-index",
+                                  "--find-links", str(wheelhouse), "-r", requirement, "-c", str(pins)], cwd, env)
+    finally:
+        pins.unlink(missing_ok=True)
     if status != 0:
         raise _fail(output, requirement, cwd, label)
 
@@ -296,40 +297,6 @@ def record_wheels(root: Path, wheelhouse: Path) -> None:
     os.replace(tmp, out)
 
 
-def _installed(root: Path) -> set[str]:
-    infos = root.glob("lib/python3*/site-packages/*.dist-info")
-    return {_wheel_key(info.name[: -len(".dist-info")])[0] for info in infos}
-
-
-def _remove_extras(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], wheelhouse: Path | None,
-                   root: Path, keep_from: Path, label: str) -> None:
-    """Uninstall what the previous environment had and this one no longer needs.
-
-    What is needed: the resolution of the requirements (pip's report, ignoring what is
-    installed; offline when the wheel cache serves them) plus everything of the dcreqs layer.
-    """
-    report = root.parent / f"report.json.tmp.{os.getpid()}"
-    cmd = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report), "-r", requirement]
-    if wheelhouse is not None:
-        cmd += ["--no-index", "--find-links", str(wheelhouse)]
-    try:
-        status, output = _stream(cmd, cwd, env, show=False)
-        if status != 0:
-            raise _fail(output, requirement, cwd, label)
-        items = json.loads(report.read_text()).get("install", [])
-    finally:
-        report.unlink(missing_ok=True)
-    keep = {_normal(i["metadata"]["name"]) for i in items} | _installed(keep_from) | {"pip", "setuptools", "wheel"}
-    extras = sorted(_installed(root) - keep)
-    if not extras:
-        return
-    log.detail(f"Removing packages no longer required: {', '.join(extras)}")
-    status, output = _stream([*pip, "uninstall", "--yes", "--quiet", *extras], cwd, env, show=False)
-    if status != 0:
-        sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
-        raise log.BuildError("pip could not remove packages that are no longer required", ", ".join(extras))
-
-
 def uv_env(cache: Path | None, env_dir: Path | None, root: Path | None = None) -> dict[str, str]:
     """uv's environment: no host configuration, the index settings mapped from pip's names."""
     env = {k: v for k, v in os.environ.items()
@@ -344,6 +311,10 @@ def uv_env(cache: Path | None, env_dir: Path | None, root: Path | None = None) -
         UV_NO_CONFIG="1",  # no uv.toml / pyproject.toml [tool.uv] from the host or the app
         UV_NO_PROGRESS="1",
         UV_PYTHON_DOWNLOADS="never",
+        # The system's certificate store, as pip (>= 24.2) uses it: a private index signed by a
+        # company CA, or a TLS-intercepting proxy, works as it does with pip (uv's default is
+        # its own bundled roots only). PIP_CERT (SSL_CERT_FILE) still names a bundle of its own.
+        UV_SYSTEM_CERTS="1",
         UV_INDEX_STRATEGY="unsafe-best-match",  # pip's choice: the best version over every index
         NO_COLOR="1",
         PYTHONUNBUFFERED="1",
@@ -402,7 +373,7 @@ def uv_culprit(output: str, cwd: Path) -> tuple[str | None, str | None]:
 
 
 def _uv_fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildError:
-    full = disk_full(output, "uv", label)
+    full = disk_full(output, "uv", label) or untrusted(output, "uv", label)
     if full:
         return full
     known = diagnose.explain(output, requirement, cwd, label)
@@ -447,122 +418,94 @@ def bound_uv_cache(uv: Path, env: dict[str, str]) -> None:
     log.detail(f"uv's cache held {size >> 20} MB, over DC_UV_CACHE_MAX_MB={limit_mb}: {done}, {after >> 20} MB now")
 
 
-_PINNED = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[[^\]]*\])?\s*(?:==|@)")
+def _dist_infos(root: Path) -> set[Path]:
+    return set(root.glob("lib/python3*/site-packages/*.dist-info"))
 
 
-def compiled_names(text: str, root: Path, bases: list[Path]) -> set[str]:
-    """The (normalised) names of the packages in ``uv pip compile`` output (requirements format).
-
-    A path, ``-e`` or URL line is printed as it was written, without a name: those count by
-    the installed distribution whose ``direct_url.json`` names the same file, directory or URL
-    (a relative path is tried against each of ``bases``). uv's pylock.toml format names them
-    all, but hashes every archive of a local or hash-less index on each run (seconds)."""
-    names: set[str] = set()
-    direct: set[str] = set()
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
+def _direct_locals(infos: set[Path]) -> list[str]:
+    """Of these distributions, those that came from a local directory or file (``direct_url.json``)."""
+    found = []
+    for info in infos:
+        try:
+            url = json.loads((info / "direct_url.json").read_text()).get("url", "")
+        except (OSError, ValueError):
             continue
-        if line.startswith(("-e ", "--editable ")):
-            line = line.split(None, 1)[1].strip()
-        elif line.startswith("-"):
-            continue
-        match = _PINNED.match(line)
-        if match:
-            names.add(_normal(match.group(1)))
-        elif "://" in line:
-            direct.add(line.split("#", 1)[0].rstrip("/"))
-        else:
-            direct.update((base / line).resolve().as_uri().rstrip("/") for base in bases)
-    if direct:
-        for info in root.glob("lib/python3*/site-packages/*.dist-info"):
-            try:
-                url = json.loads((info / "direct_url.json").read_text()).get("url", "")
-            except (OSError, ValueError):
-                continue
-            if url.rstrip("/") in direct:
-                names.add(_normal(_wheel_key(info.name[: -len(".dist-info")])[0]))
-    return names
+        if url.startswith("file:"):
+            found.append(_wheel_key(info.name[: -len(".dist-info")])[0])
+    return sorted(found)
 
 
 def _uv_install(uv: Path, root: Path, requirement: str, cwd: Path, env: dict[str, str], label: str,
-                keep_from: Path | None) -> None:
+                local_names: list[str]) -> None:
+    """``uv pip install -r`` into ``root``, local projects built again (``--refresh-package``:
+    uv would reuse the wheel it built from a directory whose setup files did not change)."""
     python = str(root / "bin" / "python3")
-    status, output = _stream_uv([str(uv), "pip", "install", "--python", python, "--break-system-packages",
-                                 "--compile-bytecode", "-r", requirement], cwd, env)
+    before = _dist_infos(root)
+    cmd = [str(uv), "pip", "install", "--python", python, "--break-system-packages", "-r", requirement]
+    refresh = [arg for name in local_names for arg in ("--refresh-package", name)]
+    status, output = _stream_uv([*cmd, *refresh], cwd, env)
     if status != 0:
         raise _uv_fail(output, requirement, cwd, label)
     if "Prepared " not in output:  # uv says how many it fetched or built, when any
         log.detail("All packages came from the uv cache")
     else:
         bound_uv_cache(uv, env)
-    if keep_from is None:
-        return
-    # What the requirements alone resolve to (as if nothing were installed), plus the dcreqs layer.
-    res = subprocess.run([str(uv), "pip", "compile", "--python", python, "--quiet", "--no-header",
-                          "--no-annotate", requirement], cwd=cwd, env=env, capture_output=True,
-                         text=True, errors="replace")
-    if res.returncode != 0:
-        sys.stdout.write("".join(log.INDENT + line + "\n" for line in (res.stderr or res.stdout).splitlines()))
-        raise _uv_fail(res.stderr + res.stdout, requirement, cwd, label)
-    bases = [cwd, (cwd / requirement).parent]
-    keep = compiled_names(res.stdout, root, bases) | _installed(keep_from) | {"pip", "setuptools", "wheel"}
-    extras = sorted(_installed(root) - keep)
-    if not extras:
-        return
-    log.detail(f"Removing packages no longer required: {', '.join(extras)}")
-    status, output = _stream_uv([str(uv), "pip", "uninstall", "--python", python, "--break-system-packages",
-                                 *extras], cwd, env, show=False)
-    if status != 0:
-        sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
-        raise log.BuildError("uv could not remove packages that are no longer required", ", ".join(extras))
+    # A local project whose name could not be read from its files: installed again, built anew.
+    unnamed = [name for name in _direct_locals(_dist_infos(root) - before) if name not in local_names]
+    if unnamed:
+        again = [arg for name in unnamed for arg in ("--reinstall-package", name)]
+        status, output = _stream_uv([*cmd, *again], cwd, env, show=False)
+        if status != 0:
+            sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
+            raise _uv_fail(output, requirement, cwd, label)
 
 
 def install(root: Path, requirement: str, cwd: Path, cache: Path | None, env_dir: Path | None, label: str,
-            wheelhouse: Path | None = None, keep_from: Path | None = None, engine: str = "pip",
+            wheelhouse: Path | None = None, previous: Path | None = None, engine: str = "pip",
             uv: Path | None = None) -> None:
     """``pip install -r requirement`` (or ``uv pip install``) into the runtime at ``root``.
 
-    ``keep_from``: ``root`` started as a copy of the previous environment (so only what changed
-    is installed); afterwards, packages that neither the requirements nor the dcreqs layer at
-    ``keep_from`` need are removed, as if the environment had been built from scratch.
+    ``root`` is a fresh copy of the layer below (the runtime, or the dcreqs environment), never
+    an earlier environment of this app: what gets installed is what an empty cache would
+    install, whatever was built before. Only bytecode is borrowed from ``previous`` (the last
+    environment on the same layer below), for the distributions that are the same there
+    (dcbuild.bytecode).
 
-    With a wheelhouse (a directory of wheels kept in the cache), packages that are already
+    With a wheelhouse (pip: a directory of wheels kept in the cache), packages that are already
     there are neither downloaded nor built again: first an offline install from it is tried;
     if something is missing, ``pip wheel`` adds just that, and the install runs from it.
     The registry here sends no cache headers, so pip's own HTTP cache would store nothing.
     """
-    from . import relocate
+    from . import bytecode, localpkgs, relocate
 
+    relocate.bind(root)
+    locals_ = localpkgs.find(reqs.collect(cwd / requirement), cwd)
     if engine == "uv":
         assert uv is not None
-        relocate.bind(root)
-        _uv_install(uv, root, requirement, cwd, uv_env(cache, env_dir, root), label, keep_from)
-        used = root.parent / USED  # no wheelhouse files: the pip wheelhouse's pruning still works
+        _uv_install(uv, root, requirement, cwd, uv_env(cache, env_dir, root), label, localpkgs.names(locals_))
+    else:
+        env = clean_env(cache, env_dir)
+        pip = [str(root / "bin" / "python3"), "-I", "-m", "pip"]
+        via = wheelhouse
+        if via is not None and not wheelhouse_applies(reqs.collect(cwd / requirement)):
+            log.detail("Editable, path, URL or hash-checked requirements: installing without the wheel cache")
+            via = None
+        if via is None:
+            status, output = _stream([*pip, "install", "--no-warn-script-location", "--no-compile", "-r",
+                                      requirement], cwd, env)
+            if status != 0:
+                raise _fail(output, requirement, cwd, label)
+        else:
+            _via_wheelhouse(pip, requirement, cwd, env, via, label)
+    localpkgs.relocate_editables(root, cwd)
+    bytecode.compile_missing(root, previous if previous is not None and previous.is_dir() else None)
+    if engine == "pip" and wheelhouse is not None and wheelhouse.is_dir():
+        record_wheels(root, wheelhouse)
+    else:  # no wheelhouse files: the pip wheelhouse's pruning still works
+        used = root.parent / USED
         tmp = used.with_name(f"{USED}.tmp.{os.getpid()}")
         tmp.write_text("")
         os.replace(tmp, used)
-        relocate.make_scripts_relocatable(root)
-        relocate.unbind(root)
-        return
-    env = clean_env(cache, env_dir)
-    pip = [str(root / "bin" / "python3"), "-I", "-m", "pip"]
-    install_cmd = [*pip, "install", "--no-warn-script-location", "-r", requirement]
-    relocate.bind(root)
-    via = wheelhouse
-    if via is not None and not wheelhouse_applies(reqs.collect(cwd / requirement)):
-        log.detail("Editable, path or URL requirements: installing without the wheel cache")
-        via = None
-    if via is None:
-        status, output = _stream(install_cmd, cwd, env)
-        if status != 0:
-            raise _fail(output, requirement, cwd, label)
-    else:
-        _via_wheelhouse(pip, requirement, cwd, env, via, label)
-    if keep_from is not None:
-        _remove_extras(pip, requirement, cwd, env, via, root, keep_from, label)
-    if wheelhouse is not None and wheelhouse.is_dir():
-        record_wheels(root, wheelhouse)
     relocate.make_scripts_relocatable(root)
     relocate.unbind(root)
 
@@ -579,18 +522,25 @@ def _main(argv: list[str]) -> int:
     parser.add_argument("--env-dir", type=Path, default=None)
     parser.add_argument("--label", default=None, help="how the log names the file")
     parser.add_argument("--wheelhouse", type=Path, default=None, help="a directory of wheels kept between builds")
-    parser.add_argument("--keep-from", type=Path, default=None,
-                        help="ROOT is a copy of the previous environment: remove what neither the requirements"
-                             " nor this (dcreqs) runtime tree need")
+    parser.add_argument("--bytecode-from", type=Path, default=None,
+                        help="the previous environment on the same layer below: bytecode of the same"
+                             " distributions is taken from it")
+    parser.add_argument("--uv-lock", default=None,
+                        help="the directory (relative to --cwd) of a uv.lock to export to REQUIREMENT first")
     args = parser.parse_args(argv)
     engine = args.installer or installer(args.env_dir)
+    if args.uv_lock:
+        from . import lockfiles
+
+        lockfiles.uv_lock_requirements(args.cwd, args.cwd / args.uv_lock, args.tools, args.env_dir,
+                                       args.root / "bin" / "python3")
     uv = None
     if engine == "uv":
         from . import tools
 
         uv = tools.uv(args.tools)
     install(args.root, args.requirement, args.cwd, args.cache, args.env_dir, args.label or args.requirement,
-            args.wheelhouse, args.keep_from, engine, uv)
+            args.wheelhouse, args.bytecode_from, engine, uv)
     return 0
 
 

@@ -13,14 +13,16 @@ import json
 import os
 from pathlib import Path
 
-from . import dotcloud, lockfiles, log, manifest, pip, reqs, runtime
+from . import configvars, dotcloud, localpkgs, lockfiles, log, manifest, pip, reqs, runtime
 
 
-def _lock(app: Path, approot: str, cache: Path, env_dir: Path | None) -> tuple[str | None, list[Path], str]:
-    """The app's list of packages: (requirements file for the installer, lock inputs, label).
+def _lock(app: Path, approot: str) -> tuple[str | None, list[Path], str, str]:
+    """The app's list of packages: (requirements file for the installer, lock inputs, label,
+    the directory of a uv.lock).
 
     The approot's files win (dotCloud's place), then the app's top directory. A lock
-    (Pipfile.lock, poetry.lock, uv.lock) becomes a pinned requirements file (dcbuild.lockfiles).
+    (Pipfile.lock, poetry.lock, uv.lock) becomes a pinned requirements file (dcbuild.lockfiles):
+    Pipfile.lock and poetry.lock here; uv.lock by the install, which has the runtime uv needs.
     """
     for where in dict.fromkeys([approot, "."]):
         kind = lockfiles.detect(app / where, where)
@@ -28,10 +30,12 @@ def _lock(app: Path, approot: str, cache: Path, env_dir: Path | None) -> tuple[s
             continue
         shown = kind if where == "." else f"{where}/{kind}"
         if kind == "requirements.txt":
-            return shown, [], shown
-        path = lockfiles.write_requirements(app, app / where, kind, cache, env_dir)
-        return path, lockfiles.inputs(app / where, kind), shown
-    return None, [], ""
+            return shown, [], shown, ""
+        if kind == "uv.lock":
+            return lockfiles.requirements_path(kind), lockfiles.inputs(app / where, kind), shown, where
+        path = lockfiles.write_requirements(app, app / where, kind)
+        return path, lockfiles.inputs(app / where, kind), shown, ""
+    return None, [], "", ""
 
 
 def _requirements(app: Path, approot: str, service: dotcloud.Service | None, notes: list[str],
@@ -52,6 +56,35 @@ def _requirements(app: Path, approot: str, service: dotcloud.Service | None, not
     return ".dotcloud/requirements-dotcloud.txt"
 
 
+def _user_hash(app: Path, user_reqs: str | None, lock_inputs: list[Path], uv_lock: str) -> tuple[str, str]:
+    """What decides the userreqs layer: (every requirement file involved, ``-r``/``-c`` followed,
+    and a lock with what decides its staleness; the content of the local packages they name,
+    dcbuild.localpkgs). uv.lock's requirements file is not written yet: the lock counts."""
+    if not user_reqs:
+        return "", ""
+    h = hashlib.sha256()
+    if not uv_lock:
+        h.update(reqs.digest(app / user_reqs, app).encode())
+        local = localpkgs.find(reqs.collect(app / user_reqs), app)
+    else:
+        if user_reqs != lockfiles.requirements_path("uv.lock"):  # dotcloud.yml's requirements added
+            h.update((app / user_reqs).read_bytes())
+        local = localpkgs.from_uv_lock(app / uv_lock / "uv.lock")
+    for path in lock_inputs:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()[:16], localpkgs.digest(local)[:12]
+
+
+def index_hash(env_dir: Path | None) -> str:
+    """The package index settings (config vars first, then the environment) that decide what the
+    installers find: part of the userreqs layer's key, hashed (they may hold passwords)."""
+    config = configvars.for_build(env_dir)
+    values = [f"{name}={config.get(name, os.environ.get(name, '')).strip()}" for name in pip.INDEX_SETTINGS]
+    if not any(v.partition("=")[2] for v in values):
+        return "pypi"
+    return hashlib.sha256("\n".join(values).encode()).hexdigest()[:8]
+
+
 def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
               env_dir: Path | None = None) -> tuple[dict[str, str], dict]:
     service = dotcloud.load(app, cache)
@@ -65,15 +98,10 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
         approot = dotcloud.check_approot(app, service.approot, f"dotcloud.yml:{service.line_of.get('approot', 1)}")
     else:
         approot = "."
-    found, lock_inputs, found_label = _lock(app, approot, cache, env_dir)
+    found, lock_inputs, found_label, uv_lock = _lock(app, approot)
     user_reqs = _requirements(app, approot, service, notes, found)
-    user_hash = reqs.digest(app / user_reqs, app) if user_reqs else ""
-    if lock_inputs:  # the key covers the lock and what decides its staleness, not only our output
-        h = hashlib.sha256(user_hash.encode())
-        for path in lock_inputs:
-            h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
-        user_hash = h.hexdigest()
-    user_hash = user_hash[:16]
+    reqs_hash, local_hash = _user_hash(app, user_reqs, lock_inputs, uv_lock)
+    index = index_hash(env_dir)
     label = found_label  # dotcloud.yml's requirements (the only other list) say so below
     if service and service.requirements:
         label = (f"{found_label} + " if found else "") + "dotcloud.yml requirements"
@@ -83,8 +111,12 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
         "PY_ORIGIN": origin,
         "APPROOT": approot,
         "USER_REQS": user_reqs or "",
-        "USER_HASH": user_hash,
+        "USER_HASH": hashlib.sha256(f"{reqs_hash}-{local_hash}-{index}".encode()).hexdigest()[:16] if user_reqs else "",
+        "REQS_HASH": reqs_hash,
+        "LOCAL_HASH": local_hash,
         "USER_REQS_LABEL": label,
+        "USER_LOCK": uv_lock,
+        "INDEX_HASH": index,
         "INSTALLER": pip.installer(env_dir),
         "DOTCLOUD_SERVICE_NAME": service.name if service else "",
         "DOTCLOUD_SERVICE_TYPE": service.type if service else "",

@@ -45,7 +45,7 @@ from . import log
 
 BUILDPACK = Path(__file__).resolve().parents[2]
 # Bump when the way layers are made changes, so that old cache entries are not reused.
-LAYER_FORMAT = 1
+LAYER_FORMAT = 2
 # In the order they run; the environment's copy (python) starts right after the checks.
 STEPS = ("checks", "profile", "configs", "approot", "python", "hooks")
 
@@ -129,13 +129,22 @@ def _option(argv: list[str], name: str) -> Path | None:
 
 def layer_keys(plan: dict[str, str], platform: str, stack: str, bp: Path = BUILDPACK) -> dict[str, str]:
     """The dependency layers' keys: PY_KEY (the runtime), DC_KEY (+ the stack, the layer format,
-    the installer: a layer uv made is never reused by a pip build, and back; and
-    config/dcrequirements.txt), USER_KEY (+ the app's requirements, or ``none``)."""
+    the installer and its version: a layer uv made is never reused by a pip build, and back;
+    config/dcrequirements.txt, exact pins whatever the index), USER_KEY (+ USER_HASH: the app's
+    requirements, local packages and package index settings; or ``none``)."""
     py_key = f"{plan['PY_VERSION']}-{platform}"
     dcreqs = hashlib.sha256(_read(bp / "config" / "dcrequirements.txt")).hexdigest()[:12]
-    dc_key = f"{py_key}{'-' + stack if stack else ''}-f{LAYER_FORMAT}-{plan['INSTALLER']}-{dcreqs}"
+    installer = plan["INSTALLER"]
+    installer_id = installer
+    if installer == "uv":
+        from . import tools
+
+        installer_id = f"uv {tools.version('uv')}"
+        installer = f"uv{tools.version('uv')}"
+    dc_key = f"{py_key}{'-' + stack if stack else ''}-f{LAYER_FORMAT}-{installer}-{dcreqs}"
     user_key = f"{dc_key}-{plan['USER_HASH'] if plan['USER_REQS'] else 'none'}"
-    return {"PY_KEY": py_key, "DCREQS_HASH": dcreqs, "DC_KEY": dc_key, "USER_KEY": user_key}
+    return {"PY_KEY": py_key, "DCREQS_HASH": dcreqs, "DC_KEY": dc_key, "USER_KEY": user_key,
+            "INSTALLER_ID": installer_id}
 
 
 def _take(argv: list[str], name: str, has_value: bool = True) -> tuple[list[str], str | None]:

@@ -36,6 +36,11 @@ def _row(name: str) -> dict[str, str]:
     raise log.BuildError(f"{MANIFEST}: no {name} wheel for {arch}")
 
 
+def version(name: str) -> str:
+    """The pinned version of a tool (``vendor/tools/manifest.tsv``)."""
+    return _row(name)["version"]
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 

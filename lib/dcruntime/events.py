@@ -98,6 +98,9 @@ def main(argv: list[str]) -> int:
     core = {name for name in args.core.split(",") if name}
     all_of = {name for name in args.all.split(",") if name}
     listener = Listener(sys.stderr, core, Path(run_dir) if run_dir else None, os.getppid(), all_of)
+    # supervisord stops it with SIGTERM, last: that is the listener's normal end, exit status 0
+    # (the web log's shutdown then reads `stopped: dcweb (exit status 0)`, not a warning).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     serve(listener, stdin, sys.stdout.buffer)
     return 0
 

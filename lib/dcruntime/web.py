@@ -1,15 +1,20 @@
 """The web process's parent: dotCloud's start sequence, supervisord, the log, the exit status.
 
-``bin/dcweb`` execs ``python3 -m dcruntime.web``, which
+``bin/dcweb`` execs ``python3 -m dcruntime.web``, which titles itself ``dcweb``
+(``dcruntime.proctitle``), says what runs (Python, uWSGI and nginx versions, the port:
+``dcruntime.startlog``), and
 
-1. reads ``.dotcloud/service.json`` and makes the programs' environment (``dcruntime.dotcloud``:
+1. reads ``.dotcloud/service.json``; as root, chooses the user of nginx's workers and checks
+   that they can enter the app's directory (``dcruntime.reach``), or stops at once saying which
+   directory and how to fix it; makes the programs' environment (``dcruntime.dotcloud``:
    dotcloud.yml's ``environment:``, ``DOTCLOUD_*`` keys; the platform's config vars win), and
    checks uWSGI's settings (``dcruntime.uwsgiconf``) and the postinstall hook before anything runs;
 2. writes ``environment.json``, ``.yml`` and ``.yaml`` into ``$HOME`` (mode 0600), links
    ``$HOME/env`` to the slug's Python, then runs the postinstall hook (``dcruntime.postinstall``);
    its failure stops here, with status 1;
-3. makes a private run directory under ``$TMPDIR`` (default ``/tmp``): ``dcweb.XXXXXXXX``,
-   mode 0700 (0710 with nobody's group when run as root, see ``privileges``). It holds nginx's
+3. makes a private run directory under ``$TMPDIR`` (default ``/tmp``; as root, under ``/tmp``
+   or another fallback when nginx's workers cannot enter ``$TMPDIR``): ``dcweb.XXXXXXXX``,
+   mode 0700 (0710 with the workers' group when run as root, see ``privileges``). It holds nginx's
    pid and temp files, the uWSGI socket and ini file, supervisord's pid and control socket, the
    log FIFOs, and the app's snippets as run here (``dcruntime.appconf``: ``/home/dotcloud``
    rewritten); its path is exported as ``DC_RUN_DIR``; it is removed at exit;
@@ -23,15 +28,18 @@
    nginx's access log skips supervisord: nginx writes it, buffered (4 KiB, at least every
    second), straight into one more FIFO, ``$DC_RUN_DIR/nginx-access.log``, also shown as
    ``nginx | ...``. Each read is prefixed line by line with a few bytes operations, not a
-   Python loop per line, so the log costs little CPU at thousands of requests per second;
+   Python loop per line, so the log costs little CPU at thousands of requests per second.
+   uWSGI's and supervisord's routine lines are left out (``dcruntime.startlog``; all of them
+   with ``DC_VERBOSE=1``);
 5. writes ``supervisord-overlay.conf`` there, which config/supervisord.conf includes last
    (``dcruntime.programs``): the ``processes:`` programs, log settings for the app's programs,
    ``user=root`` when run as root, and for a ``python-worker`` service nginx and uWSGI left out;
-6. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is copied to
-   stdout as is), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
+6. runs ``supervisord -c config/supervisord.conf`` (its own output, on a pipe, is shown as
+   ``supervisord | ...``), logs ``ready in N ms`` once ``GET /`` through nginx answers
+   (``dcruntime.probe``), forwards TERM, INT, QUIT, HUP, USR1 and USR2 to it, reaps orphans (it may
    be pid 1 in a container), and exits with its status, or 1 if a core program could not be
    started, or every program of a python-worker service (``dcruntime.events`` leaves ``fatal``
-   in the run directory).
+   in the run directory), saying so.
 """
 
 from __future__ import annotations
@@ -39,9 +47,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import grp
 import os
-import pwd
 import select
 import shutil
 import signal
@@ -51,9 +57,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from . import appconf, dotcloud, limits, postinstall, programs, render, uwsgiconf
+from . import appconf, dotcloud, limits, postinstall, probe, proctitle, programs, reach, render, startlog, uwsgiconf
 from .dotcloud import BootError, app_environ
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
@@ -66,6 +73,10 @@ PIPE_SIZE = 1024 * 1024  # the FIFOs' buffer; /proc/sys/fs/pipe-max-size's defau
 F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Python 3.10+ names it
 READ_SIZE = 256 * 1024
 LIB_DIR = dotcloud.LIB_DIR
+STARTED = 0.0  # when the web process started (dcruntime.probe.started)
+
+
+Filter = Callable[[bytes], bytes]
 
 
 class WebError(Exception):
@@ -77,39 +88,22 @@ def say(message: str) -> None:
     sys.stderr.flush()
 
 
-def privileges(run_dir: Path) -> dict[str, str]:
+def privileges(run_dir: Path, workers: reach.Workers | None) -> dict[str, str]:
     """Let nginx's workers reach the uWSGI socket, without opening it to anyone else.
 
-    Unprivileged (the platform case) everything runs as one user: the directory stays 0700 and
-    the socket 0660 (uWSGI's ``chmod-socket``). As root, nginx's workers must not run as root
-    (they parse untrusted HTTP), so they run as ``nobody``; the run directory becomes 0710
-    with nobody's group, and the socket is chowned to ``root:<that group>``, mode 0660. Only
-    root and that group can reach the socket; nothing is world-writable.
+    Unprivileged (the platform case; ``workers`` is None) everything runs as one user: the
+    directory stays 0700 and the socket 0660 (uWSGI's ``chmod-socket``). As root, nginx's
+    workers run as the user ``dcruntime.reach`` chose (``nobody``): the run directory becomes
+    0710 with that user's group, and the socket is chowned to ``root:<that group>``, mode 0660.
+    Only root and that group can reach the socket; nothing is world-writable.
     """
-    if os.geteuid() != 0:
+    if workers is None:
         return {}
-    try:
-        nobody = pwd.getpwnam("nobody")
-        group = grp.getgrgid(nobody.pw_gid).gr_name
-    except KeyError:
-        say("warning: running as root and there is no user 'nobody': nginx's workers run as root")
-        return {"DC_NGINX_USER": "root"}
-    os.chown(run_dir, 0, nobody.pw_gid)
+    if workers.uid == 0:
+        return {"DC_NGINX_USER": workers.directive}
+    os.chown(run_dir, 0, workers.gid)
     run_dir.chmod(0o710)
-    home = Path(os.environ.get("HOME") or os.getcwd())
-    closed = [d for d in (home, *home.parents) if not _traversable(d, nobody.pw_gid)]
-    if closed:
-        say(f"warning: nginx's workers run as nobody and cannot enter {closed[-1]}: static files will get 403")
-        say("warning: make the app's directories world-searchable (chmod o+x), or run as a non-root user")
-    return {"DC_NGINX_USER": f"nobody {group}", "DC_SOCKET_OWNER": f"0:{nobody.pw_gid}"}
-
-
-def _traversable(directory: Path, gid: int) -> bool:
-    try:
-        st = directory.stat()
-    except OSError:
-        return False
-    return bool(st.st_mode & 0o001 or (st.st_gid == gid and st.st_mode & 0o010))
+    return {"DC_NGINX_USER": workers.directive, "DC_SOCKET_OWNER": f"0:{workers.gid}"}
 
 
 def make_run_dir(tmpdir: str) -> Path:
@@ -123,13 +117,15 @@ def make_run_dir(tmpdir: str) -> Path:
     return run_dir
 
 
-def child_env(run_dir: Path, base: dict[str, str] | None = None) -> dict[str, str]:
+def child_env(
+    run_dir: Path, base: dict[str, str] | None = None, workers: reach.Workers | None = None
+) -> dict[str, str]:
     env = dict(app_environ() if base is None else base)
     env["DC_RUN_DIR"] = str(run_dir)
     env["DC_SUPERVISOR_PASSWORD"] = os.urandom(16).hex()  # not `secrets`: 17 ms to import
     for name, value in render.WEB_DEFAULTS.items():
         env.setdefault(name, value)
-    env.update(privileges(run_dir))
+    env.update(privileges(run_dir, workers))
     return env
 
 
@@ -151,15 +147,26 @@ def write_all(fd: int, data: bytes) -> bool:
 class LogHub:
     """Program output from FIFOs, line by line with the program's name, plus supervisord's own."""
 
-    def __init__(self, log_dir: Path, names: list[str], out_fd: int = 1, extra: dict[Path, str] | None = None) -> None:
-        """A FIFO log_dir/NAME for each name, and one at each path of ``extra`` (path -> name)."""
+    def __init__(
+        self,
+        log_dir: Path,
+        names: list[str],
+        out_fd: int = 1,
+        extra: dict[Path, str] | None = None,
+        filters: dict[str, Filter] | None = None,
+    ) -> None:
+        """A FIFO log_dir/NAME for each name, and one at each path of ``extra`` (path -> name);
+        ``filters``: name -> what to make of a read's complete lines (``dcruntime.startlog``)."""
         log_dir.mkdir(mode=0o700)
         self.out_fd = out_fd
         self.out_ok = True
         self.prefix: dict[int, bytes] = {}
         self.newline: dict[int, bytes] = {}
         self.partial: dict[int, bytes] = {}
+        self.filters: dict[int, Filter] = {}
+        self.fifos: list[int] = []
         self.keep_open: list[int] = []
+        self.named = filters or {}
         fifos = {log_dir / name: name for name in dict.fromkeys(names)} | (extra or {})
         for path, name in fifos.items():
             os.mkfifo(path, 0o600)
@@ -170,9 +177,15 @@ class LogHub:
                 fcntl.fcntl(fd, F_SETPIPE_SZ, PIPE_SIZE)
             # Our own writer: no EOF between the program's restarts.
             self.keep_open.append(os.open(path, os.O_WRONLY))
-            self.prefix[fd] = f"{name} | ".encode()
-            self.newline[fd] = b"\n" + self.prefix[fd]
-            self.partial[fd] = b""
+            self.fifos.append(fd)
+            self.add(fd, name)
+
+    def add(self, fd: int, name: str) -> None:
+        self.prefix[fd] = f"{name} | ".encode()
+        self.newline[fd] = b"\n" + self.prefix[fd]
+        self.partial[fd] = b""
+        if name in self.named:
+            self.filters[fd] = self.named[name]
 
     def write(self, data: bytes) -> None:
         if self.out_ok and data:
@@ -191,8 +204,13 @@ class LogHub:
         if rest and (final or len(rest) > MAX_LINE):
             data, end, rest = data + b"\n", len(data) + 1, b""
         self.partial[fd] = rest
-        if end:
-            self.write(self.prefix[fd] + data[: end - 1].replace(b"\n", self.newline[fd]) + b"\n")
+        if not end:
+            return
+        chunk = data[:end]
+        if fd in self.filters:
+            chunk = self.filters[fd](chunk)
+        if chunk:
+            self.write(self.prefix[fd] + chunk[:-1].replace(b"\n", self.newline[fd]) + b"\n")
 
     def drain(self, fd: int, final: bool = False) -> None:
         while True:
@@ -205,9 +223,10 @@ class LogHub:
                 return
 
     def run(self, main_fd: int) -> None:
-        """Until main_fd (supervisord's stdout) ends, then the FIFOs' last lines."""
+        """Until main_fd (supervisord's stdout, shown as ``supervisord | ...``) ends, then the FIFOs' last lines."""
+        self.add(main_fd, "supervisord")
         poller = select.poll()
-        for fd in [main_fd, *self.prefix]:
+        for fd in [main_fd, *self.fifos]:
             poller.register(fd, select.POLLIN)
         while True:
             for fd, _ in poller.poll():
@@ -216,13 +235,14 @@ class LogHub:
                     continue
                 data = os.read(main_fd, READ_SIZE)
                 if not data:
-                    for fifo in self.prefix:
+                    self.lines(main_fd, b"", final=True)
+                    for fifo in self.fifos:
                         self.drain(fifo, final=True)
                     return
-                self.write(data)
+                self.lines(main_fd, data)
 
     def close(self) -> None:
-        for fd in [*self.prefix, *self.keep_open]:
+        for fd in [*self.fifos, *self.keep_open]:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
@@ -279,15 +299,18 @@ class Parent:
         return 1 if self.status is None else self.status
 
 
-def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None]:
-    """Steps 1 and 2: the environment, the uWSGI ini text (None for a worker), postinstall."""
+def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None, bool]:
+    """Steps 1 and 2: the environment, the uWSGI ini text (None for a worker), postinstall;
+    whether uWSGI's output is shown whole (``dcruntime.startlog.uwsgi_verbose``)."""
     env = dotcloud.environment(service, app_environ(), home)
     config = service.get("config") if isinstance(service.get("config"), dict) else {}
     ini = None
+    uwsgi_verbose = False
     edge: dict[str, str] = {}
     if not dotcloud.is_worker(service):
         values = uwsgiconf.options(config, env)
         ini = uwsgiconf.ini_text(values)
+        uwsgi_verbose = startlog.uwsgi_verbose(env, values)
         edge = limits.template_vars(values, env)  # nginx's body size and timeout (after environment.json)
         for warning in uwsgiconf.conflicts(env):
             say(f"warning: {warning}")
@@ -310,7 +333,7 @@ def prepare(home: Path, service: dict) -> tuple[dict[str, str], str | None]:
         if stopped is not None:
             raise Stopped(stopped)
     env.update(edge)
-    return env, ini
+    return env, ini, uwsgi_verbose
 
 
 class Stopped(Exception):
@@ -334,6 +357,13 @@ def worker_programs(home: Path, service: dict, watched: list[str], commands: dic
     )
 
 
+def announce_ready(parent: Parent, port: int) -> None:
+    """``ready in N ms`` once the start's health probe (``dcruntime.probe``) gets an answer."""
+    status = probe.wait(port, lambda: parent.status is None)
+    if status is not None and parent.status is None:
+        say(f"ready in {probe.since(STARTED)} ms (GET / answered {status})")
+
+
 def run() -> int:
     home = Path(os.environ.get("HOME") or os.getcwd())
     conf = home / "config" / "supervisord.conf"
@@ -347,11 +377,21 @@ def run() -> int:
         supervisord = Path(found)
     service = dotcloud.load_service(home)
     worker = dotcloud.is_worker(service)
-    base, ini = prepare(home, service)
-    run_dir = make_run_dir(base.get("TMPDIR") or "/tmp")
+    port = os.environ.get("PORT") or "5000"
+    say(startlog.versions(home, None if worker else port))
+    # Before the postinstall hook, which may take minutes: a web process nginx's workers could
+    # not serve stops now, with one line saying why.
+    workers = None if worker else reach.choose(home, dict(os.environ))
+    if workers is not None and workers.why:
+        say(workers.why)
+    base, ini, uwsgi_verbose = prepare(home, service)
+    parent_dir, note = reach.run_parent(base.get("TMPDIR") or "/tmp", workers)
+    run_dir = make_run_dir(parent_dir)
+    if note:
+        say(f"{note}: {run_dir}")
     hub = None
     try:
-        env = child_env(run_dir, base)
+        env = child_env(run_dir, base, workers)
         for note in appconf.prepare(home, run_dir, web=not worker):
             say(note)
         found, note = programs.app_programs(run_dir / appconf.SUPERVISORD_APP)
@@ -366,12 +406,20 @@ def run() -> int:
             (run_dir / "uwsgi.ini").write_text(ini, encoding="utf-8")
         log_dir = run_dir / "log"
         names = [*CORE_LOGS, *(name for name, _ in found if programs.SAFE_NAME.match(name)), *commands]
-        hub = LogHub(log_dir, names, extra={} if worker else {run_dir / ACCESS_LOG: "nginx"})
+        filters: dict[str, Filter] = {"supervisord": startlog.SupervisordFilter(startlog.flag(base, "DC_VERBOSE"))}
+        if not uwsgi_verbose:
+            filters["uwsgi"] = startlog.uwsgi_filter
+        hub = LogHub(log_dir, names, extra={} if worker else {run_dir / ACCESS_LOG: "nginx"}, filters=filters)
+        line = startlog.programs_line([name for name, _ in found if programs.SAFE_NAME.match(name)], list(commands))
+        if line:
+            say(line)
         text = programs.overlay(found, log_dir, root=os.geteuid() == 0, note=note, worker=worker)
         text += programs.process_sections(commands, home, run_dir, log_dir)
         (run_dir / "supervisord-overlay.conf").write_text(text, encoding="utf-8")
         parent = Parent([str(supervisord), "-c", str(conf)], env, home)
         threading.Thread(target=parent.wake, args=(run_dir / "supervisor.sock",), daemon=True).start()
+        if not worker and port.isdigit():
+            threading.Thread(target=announce_ready, args=(parent, int(port)), daemon=True).start()
         assert parent.proc.stdout is not None
         hub.run(parent.proc.stdout.fileno())
         status = parent.wait()
@@ -379,7 +427,9 @@ def run() -> int:
         if fatal.exists():
             say(f"exiting with status 1: {fatal.read_text(encoding='utf-8').strip()} could not be started")
             return 1
-        return 128 - status if status < 0 else status
+        code = 128 - status if status < 0 else status
+        say(f"exiting with status {code}")
+        return code
     finally:
         if hub is not None:
             hub.close()
@@ -387,9 +437,12 @@ def run() -> int:
 
 
 def main() -> int:
+    global STARTED
+    STARTED = probe.started()
+    proctitle.set_title("dcweb")
     try:
         return run()
-    except (WebError, BootError) as exc:
+    except (WebError, BootError, reach.ReachError) as exc:
         say(f"error: {exc}")
         return 1
     except Stopped as exc:

@@ -34,6 +34,39 @@ except AttributeError:
     ) from None
 
 
+def _titles() -> None:
+    """``uwsgi master`` and ``uwsgi worker N`` in ps and top (dcruntime/proctitle.py, loaded by path
+    like this file). After the app's import: a post-fork hook the app set (uwsgidecorators) still runs."""
+    try:
+        import importlib.util
+
+        import uwsgi
+    except ImportError:  # not under uWSGI
+        return
+    spec = importlib.util.spec_from_file_location("_dcweb_proctitle", os.path.join(os.path.dirname(__file__),
+                                                                                  "proctitle.py"))
+    if spec is None or spec.loader is None:
+        return
+    titles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(titles)
+    if uwsgi.worker_id() > 0:  # lazy-apps: loaded in each worker
+        titles.set_title(f"uwsgi worker {uwsgi.worker_id()}")
+        return
+    titles.set_title("uwsgi master")
+    previous = getattr(uwsgi, "post_fork_hook", None)
+
+    def post_fork() -> None:
+        if uwsgi.worker_id() > 0:
+            titles.set_title(f"uwsgi worker {uwsgi.worker_id()}")
+        if previous is not None:
+            previous()
+
+    uwsgi.post_fork_hook = post_fork
+
+
+_titles()
+
+
 def _hint(environ) -> None:
     global _warned
     _warned = True
