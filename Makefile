@@ -1,6 +1,7 @@
 # buildpack-python-dotcloud: the build as a make DAG.
 #
 #   make compile BUILD_DIR=/path/to/app [CACHE_DIR=...] [ENV_DIR=...]   (what bin/compile runs)
+#   make report APP=path/to/app [OUT=file]   (the migration report, before the first deploy)
 #   make python-3.13.0 | vendor | test | lint | serve | bench | soak
 #
 # Every expensive step keeps its result in CACHE_DIR under a name that says what it holds
@@ -62,7 +63,8 @@ ifneq ($(BUILD_DIR),)
 # PY_ORIGIN, APPROOT, USER_REQS, USER_HASH (REQS_HASH + LOCAL_HASH), USER_REQS_LABEL, USER_LOCK,
 # INDEX_HASH, INSTALLER (uv or pip), DOTCLOUD_SERVICE_NAME, DOTCLOUD_SERVICE_TYPE. The same process then writes the layers' keys
 # (PY_KEY, DCREQS_HASH, DC_KEY, USER_KEY, INSTALLER_ID) and the slug's steps' keys (dcbuild/slug.py):
-# DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY, CHECKS_KEY, HOOKS_TREE. Under bin/compile
+# DCRUNTIME_HASH, PROFILE_KEY, CONFIGS_KEY, APPROOT_KEY, CHECKS_KEY, HOOKS_TREE, REPORT_KEY (dcbuild/migrate.py;
+# a cached migration report is shown there, see below). Under bin/compile
 # (DC_PRECOPY=1) it also starts the environment's copy into the slug when its layer is cached and
 # the python step below is due: make's remaining work overlaps the copy, and dcbuild.slug run
 # adopts it; bin/compile stops it if the build ends first.
@@ -87,6 +89,11 @@ DC_LAYER := $(LAYERS)/dcreqs-$(DC_KEY)
 USER_LOCK_ARGS := $(if $(USER_LOCK),--uv-lock '$(USER_LOCK)')
 
 USER_LAYER := $(if $(USER_REQS),$(LAYERS)/userreqs-$(USER_KEY),$(DC_LAYER))
+# The migration report (dcbuild/migrate.py): the app's Python files compiled by the target Python,
+# removed modules, requirements, /home/dotcloud, data services. Made after the runtime and before
+# any install, so that a failing install still shows it; REPORT_KEY names it by content, and a
+# cached one was shown at parse time (dcbuild.slug prepare), its stamp made there.
+REPORT_STAMP := $(STATE)/report-$(REPORT_KEY)
 
 # Say what the cache already holds (at parse time, so `make -q` stays quiet about work).
 ifneq ($(wildcard $(LAYERS)/runtime-$(PY_KEY)),)
@@ -101,6 +108,12 @@ $(info -----> Using cached packages ($(USER_REQS_LABEL) unchanged))
 endif
 endif
 
+# The migration report, when the prepare step took it from the cache: printed here, on stdout
+# with the rest of the log ($(file <...) takes the text as it is: no make syntax in it is read).
+ifneq ($(wildcard $(STATE)/report.printed),)
+$(info $(file <$(STATE)/report.printed))
+endif
+
 STATE_ARGS := --cache '$(CACHE)' --python '$(PY_VERSION)' --stack '$(STACK)' --dcreqs '$(DCREQS_HASH)' \
   --userreqs '$(if $(USER_REQS),$(REQS_HASH))' --requirements '$(USER_REQS_LABEL)' --installer '$(INSTALLER_ID)' \
   --locals '$(LOCAL_HASH)' --index '$(INDEX_HASH)'
@@ -112,7 +125,12 @@ python: | $(LAYERS)/runtime-$(PY_KEY)
 dcreqs: | $(DC_LAYER)
 userreqs: | $(STATE)/python-$(USER_KEY)
 
-$(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
+$(REPORT_STAMP): | $(LAYERS)/runtime-$(PY_KEY)
+	@$(DC_FAST_NOSITE).migrate build '$(BUILD_DIR)' --python '$(LAYERS)/runtime-$(PY_KEY)/python/bin/python3' \
+	  --version '$(PY_VERSION)' --key '$(REPORT_KEY)' --stamp '$@' --cache '$(CACHE)' \
+	  --requirements '$(USER_REQS)' --env-dir '$(ENV_DIR)'
+
+$(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY) $(REPORT_STAMP)
 	@$(DC).cache why --kind dcreqs $(STATE_ARGS)
 	@echo "-----> Installing dotCloud requirements (config/dcrequirements.txt)"
 	@tmp='$@.tmp.'$$$$; $(call copy_tree,$(LAYERS)/runtime-$(PY_KEY),$$tmp); \
@@ -120,7 +138,7 @@ $(DC_LAYER): | $(LAYERS)/runtime-$(PY_KEY)
 	  --label config/dcrequirements.txt || { rm -rf "$$tmp"; exit 1; }; \
 	mv -T "$$tmp" '$@'
 
-$(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER)
+$(LAYERS)/userreqs-$(USER_KEY): | $(DC_LAYER) $(REPORT_STAMP)
 	@$(DC).cache why --kind userreqs $(STATE_ARGS)
 	@echo "-----> Installing requirements with $(INSTALLER) ($(USER_REQS_LABEL))"
 	@# Always on a copy of the dcreqs layer, as with an empty cache: an earlier environment's
@@ -159,7 +177,7 @@ SLUG_STEPS := checks=$(CHECKS_STAMP) python=$(PYTHON_STAMP) profile=$(PROFILE_ST
 # What they need, in this order: the packages first (make would take the layers, which .SECONDARY
 # makes intermediate files, after the nginx stamp otherwise), then nginx, then the bytecode.
 .PHONY: slug-inputs slug-layers
-slug-layers: | $(USER_LAYER)
+slug-layers: | $(REPORT_STAMP) $(USER_LAYER)
 slug-inputs: | slug-layers $(NGINX_STAMP) $(RUNTIME_LIB)
 $(foreach step,$(SLUG_STEPS),$(lastword $(subst =, ,$(step)))) &: | slug-inputs
 	@$(DC_FAST_NOSITE).slug run '$(BUILD_DIR)' $(foreach step,$(SLUG_STEPS),--step '$(step)') \
@@ -168,6 +186,29 @@ $(foreach step,$(SLUG_STEPS),$(lastword $(subst =, ,$(step)))) &: | slug-inputs
 	  --python-message 'Python $(PY_VERSION) ($(PY_ORIGIN)) with $(if $(USER_REQS),$(USER_REQS_LABEL),no requirements.txt)' \
 	  --used '$(LAYERS)/runtime-$(PY_KEY)' --used '$(DC_LAYER)' --used '$(USER_LAYER)' --used '$(RUNTIME_LIB)' \
 	  --used '$(CACHE)/runtimes/cpython-$(PY_KEY).tar.gz'
+endif
+
+# --- the migration report on its own ------------------------------------------------------
+# make report APP=path/to/app [OUT=file]: what the build's migration report would say, before the
+# first deploy (bin/report runs this). The app's directory is only read; the runtime it names is
+# fetched into CACHE_DIR as a build would.
+APP ?=
+OUT ?=
+.PHONY: report
+ifeq ($(APP),)
+report:
+	$(error make report needs APP=path/to/app)
+else
+REPORT_PY := $(shell $(DC_FAST).migrate python '$(APP)' --cache '$(CACHE)' || echo FAILED)
+ifeq ($(REPORT_PY),)
+$(error Report stopped)
+endif
+ifneq ($(filter FAILED,$(REPORT_PY)),)
+$(error Report stopped)
+endif
+report: | $(LAYERS)/runtime-$(lastword $(REPORT_PY))-$(PLATFORM)
+	@$(DC).migrate report '$(APP)' --python '$(LAYERS)/runtime-$(lastword $(REPORT_PY))-$(PLATFORM)/python/bin/python3' \
+	  --version '$(lastword $(REPORT_PY))' --cache '$(CACHE)' $(if $(OUT),--out '$(OUT)')
 endif
 
 # --- development ------------------------------------------------------------------------

@@ -145,10 +145,13 @@ def test_home_dotcloud_mentions_are_listed_with_file_and_line(tmp_path):
     (app / "blob.bin").write_bytes(b"\0/home/dotcloud\0")
     build = run_compile(app, tmp_path / "cache")
     assert build.returncode == 0, build
-    assert "2 line(s) mention /home/dotcloud" in build.stderr
-    assert "settings.py:2: MEDIA = '/home/dotcloud/data/media'" in build.stderr
-    assert "supervisord.conf:2: command=/home/dotcloud/env/bin/python w.py" in build.stderr
-    assert "blob.bin" not in build.stderr
+    # In the migration report (issue 14): printed, and in .dotcloud/migration.txt.
+    assert ": 2 home (all in .dotcloud/migration.txt)" in build.stdout, build
+    report = (app / ".dotcloud" / "migration.txt").read_text()
+    for line in ("settings.py:2: MEDIA = '/home/dotcloud/data/media'",
+                 "supervisord.conf:2: command=/home/dotcloud/env/bin/python w.py"):
+        assert line in build.stdout and f"  {line}\n" in report, build
+    assert "blob.bin" not in build.output
 
 
 def test_keys_that_cannot_be_applied_say_what_to_do(tmp_path, capsys):

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from . import configvars, diskfull, log, reqs
+from . import configvars, diagnose, diskfull, log, reqs
 from .cache import USED, tree_size
 
 INSTALLERS = ("uv", "pip")
@@ -209,6 +209,9 @@ def _fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildErro
     full = disk_full(output, "pip", label) or untrusted(output, "pip", label)
     if full:
         return full
+    known = diagnose.explain(output, requirement, cwd, label)
+    if known:
+        return log.BuildError(f"pip could not install the packages in {label}", *known)
     what = culprit(output)
     if what:
         what = located(what, requirement, cwd)
@@ -373,6 +376,9 @@ def _uv_fail(output: str, requirement: str, cwd: Path, label: str) -> log.BuildE
     full = disk_full(output, "uv", label) or untrusted(output, "uv", label)
     if full:
         return full
+    known = diagnose.explain(output, requirement, cwd, label)
+    if known:
+        return log.BuildError(f"uv could not install the packages in {label}", *known)
     what, place = uv_culprit(output, cwd)
     if what:
         what = f"{what} ({place})" if place else located(what, requirement, cwd)

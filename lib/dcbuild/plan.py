@@ -13,7 +13,7 @@ import json
 import os
 from pathlib import Path
 
-from . import configvars, dotcloud, localpkgs, lockfiles, log, manifest, migrate, pip, reqs, runtime
+from . import configvars, dotcloud, localpkgs, lockfiles, log, manifest, pip, reqs, runtime
 
 
 def _lock(app: Path, approot: str) -> tuple[str | None, list[Path], str, str]:
@@ -105,8 +105,6 @@ def make_plan(app: Path, cache: Path, platform: str, notes: list[str],
     label = found_label  # dotcloud.yml's requirements (the only other list) say so below
     if service and service.requirements:
         label = (f"{found_label} + " if found else "") + "dotcloud.yml requirements"
-    if service:
-        migrate.warn_about(app)
     settings = service.to_json(approot) if service else {"approot": approot}
     return {
         "PY_VERSION": str(version),

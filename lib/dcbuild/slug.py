@@ -19,7 +19,8 @@ in order, in one Python process (each step's own process start and imports cost 
 step itself).
 
 ``prepare`` runs at make's parse time: the build plan (dcbuild.plan), then the steps' keys into
-``KEYS_MK``, in the same process; with ``--precopy`` (bin/compile) it then starts the
+``KEYS_MK`` (and the migration report's, REPORT_KEY: a report the cache has for it is shown
+here, see dcbuild.migrate.show_cached), in the same process; with ``--precopy`` (bin/compile) it then starts the
 environment's copy into the slug in the background when its layer is cached and the copy is due,
 so that make's remaining work (nginx, this module's own start for ``run``) overlaps it, and
 ``run`` adopts it (the copy of a 20-package environment is most of a warm build's time).
@@ -162,7 +163,7 @@ def _take(argv: list[str], name: str, has_value: bool = True) -> tuple[list[str]
 def prepare(argv: list[str]) -> int:
     """dcbuild.plan's command line (with ``--platform``) plus ``--keys FILE``, ``--stack STACK``
     and ``--precopy`` (start the environment's copy when it is due: see ``precopy``)."""
-    from . import manifest, plan
+    from . import manifest, migrate, plan
 
     argv, out = _take(argv, "--keys")
     argv, stack = _take(argv, "--stack")
@@ -174,12 +175,20 @@ def prepare(argv: list[str]) -> int:
     platform = str(_option(plan_argv, "--platform") or manifest.current_platform())
     layers = layer_keys(values, platform, stack or "")
     env_dir = _option(plan_argv, "--env-dir")
-    found = {**layers, **keys(app, env_dir)}
+    report_key = migrate.key(app, values["PY_VERSION"], values["USER_REQS"], env_dir)
+    found = {**layers, **keys(app, env_dir), "REPORT_KEY": report_key}
     keys_out = Path(out)
     tmp = keys_out.with_name(f"{keys_out.name}.tmp.{os.getpid()}")
     tmp.write_text("".join(f"{name} := {value}\n" for name, value in found.items()))
     os.replace(tmp, keys_out)
     cache = _option(plan_argv, "--cache")
+    # The migration report, when the cache has it for this key: shown here, in this process (a
+    # warm redeploy starts none for it); else make's report step makes it with the target Python.
+    report_stamp = app / ".dotcloud" / "state" / f"report-{report_key}"
+    printed = app / ".dotcloud" / "state" / REPORT_PRINTED
+    printed.unlink(missing_ok=True)
+    if cache is not None and not report_stamp.exists():
+        migrate.show_cached(app, cache, report_key, env_dir, report_stamp, printed)
     if early is not None and cache is not None:
         kind = f"userreqs-{layers['USER_KEY']}" if values["USER_REQS"] else f"dcreqs-{layers['DC_KEY']}"
         layer = cache / "layers" / kind
@@ -190,6 +199,9 @@ def prepare(argv: list[str]) -> int:
 
 
 # --- the steps ----------------------------------------------------------------------------
+
+# In the state directory: the cached migration report's lines for make to print (Makefile).
+REPORT_PRINTED = "report.printed"
 
 
 # In the state directory: the copy ``precopy`` started ("PID\nSRC\nDEST\n", written as it
