@@ -17,17 +17,13 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import subprocess
-import zipfile
 from pathlib import Path
 
 import pytest
-from test_bad_input import local_index
 
-from conftest import BP, Build, build_env, copy_fixture, local_line, run_compile
+from conftest import BP, Build, build_env, copy_fixture, local_index, local_line, make_wheel, run_compile
 
 MAKE_NOISE = ("make: ***", "Deleting file", "Build stopped")
 
@@ -146,34 +142,12 @@ def test_report_comes_before_a_failing_install(tmp_path, runtimes, py313):
     assert (app / ".dotcloud" / "migration.txt").is_file()
 
 
-def wheel(dest: Path, name: str, version: str, requires: tuple[str, ...]) -> Path:
-    """A pure-Python wheel that requires other packages (Requires-Dist)."""
-    mod = name.replace("-", "_")
-    info = f"{mod}-{version}.dist-info"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires)
-    files = {f"{mod}.py": b"X = 1\n", f"{info}/METADATA": meta.encode(),
-             f"{info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: dcbp-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = "".join(f"{p},sha256={base64.urlsafe_b64encode(hashlib.sha256(d).digest()).rstrip(b'=').decode()},"
-                     f"{len(d)}\n" for p, d in files.items()) + f"{info}/RECORD,,\n"
-    files[f"{info}/RECORD"] = record.encode()
-    dest.mkdir(parents=True, exist_ok=True)
-    path = dest / f"{mod}-{version}-py3-none-any.whl"
-    with zipfile.ZipFile(path, "w") as zf:
-        for name_, data in files.items():
-            zf.writestr(name_, data)
-    return path
-
-
-@pytest.mark.parametrize("installer", ["uv", pytest.param("pip", marks=pytest.mark.xfail(strict=True, reason=(
-    "pip._resolve (main, the lead's install logic) runs `pip install --dry-run --quiet`: its output has no"
-    " 'Collecting X (from A->-r requirements.txt (line N))' lines, so neither the chain nor the failing package"
-    " can be named; without --quiet (the output is shown only on failure) this passes")))])
+@pytest.mark.parametrize("installer", ["uv", "pip"])
 def test_a_failing_dependency_of_a_dependency_is_named(tmp_path, runtimes, py313, installer):
     app, cache = seeded(tmp_path, runtimes, py313, "diagnose_distribute")
     # PyPI has distribute 0.7.3 (which no longer builds); the test's own index has the package that pins it.
-    index = local_index(tmp_path / "index", [wheel(tmp_path / "wheels", "old-redis-cache", "1.0",
-                                                   ("distribute==0.7.3",))])
+    index = local_index(tmp_path / "index", [make_wheel(tmp_path / "wheels", "old-redis-cache", "1.0",
+                                                        requires=("distribute==0.7.3",))])
     env = config_vars(tmp_path / "env", PIP_EXTRA_INDEX_URL=index, DC_INSTALLER=installer)
     build = run_compile(app, cache, env)
     one_error(build, f"{installer} could not install the packages in requirements.txt",

@@ -234,7 +234,9 @@ def _resolve(pip: list[str], requirement: str, cwd: Path, env: dict[str, str], w
     would (metadata only): (name, version, file name) of each."""
     report = wheelhouse.with_name(f"report.json.tmp.{os.getpid()}")  # *.tmp.*: a killed build's is removed
     try:
-        status, output = _stream([*pip, "install", "--dry-run", "--quiet", "--report", str(report), "-r",
+        # Not --quiet: on a failure, pip's "Collecting X (from A->-r file (line N))" lines name the
+        # chain that pulled the failing package in (dcbuild.diagnose).
+        status, output = _stream([*pip, "install", "--dry-run", "--report", str(report), "-r",
                                   requirement], cwd, env, show=False)
         if status != 0:
             sys.stdout.write("".join(log.INDENT + line + "\n" for line in output.splitlines()))
