@@ -20,14 +20,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-# The first Django release that supports each Python line (Django's FAQ, "What Python version
-# can I use with Django?"). A line not listed is newer than this table.
-FIRST_DJANGO = {
-    (3, 11): (4, 1, 3),
-    (3, 12): (4, 2, 8),
-    (3, 13): (5, 1, 3),
-    (3, 14): (5, 2, 8),
-}
+from . import releases
+
+# The first Django release that supports each Python line we run (dcbuild.releases.DJANGO, from
+# Django's FAQ). A line not listed is newer than that table.
+FIRST_DJANGO = {line: first for line in ((3, minor) for minor in range(11, 16))
+                if (first := releases.first_django(line)) is not None}
 FRAME = re.compile(r'^\s*File "(?P<path>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+))?$')
 OLD_MANAGE = re.compile(r"cannot import name '(execute_manager|setup_environ)'")
 PY2_ONLY = re.compile(r"No module named '(urlparse|urllib2|cPickle|StringIO|HTMLParser|Cookie|httplib|__builtin__)'")

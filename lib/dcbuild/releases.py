@@ -110,6 +110,14 @@ def _file_fits(item: dict, target: tuple[int, int, int]) -> bool:
         or minor in str(item.get("filename") or "")
 
 
+def first_django(line: tuple[int, int]) -> tuple[int, ...] | None:
+    """The first Django release that supports Python ``line``, from ``DJANGO``; None if none does."""
+    for (a, b), (low, high, added) in sorted(DJANGO.items()):
+        if low <= line <= high:
+            return tuple(int(x) for x in added.split(".")) if line == high and added else (a, b, 0)
+    return None
+
+
 def django(version: str, target: tuple[int, int, int]) -> str | None:
     """Why a pinned Django cannot run on ``target``, and the first release that can; None if it can."""
     key = _release_key(version)
