@@ -342,7 +342,9 @@ def test_a_closed_app_directory_stops_the_start_or_the_apps_owner_serves_it(worl
     closed = world_dir / "closed"
     home = closed / "app"
     (home / "site").mkdir(parents=True)
-    (home / "current").symlink_to("site")
+    (home / ".dotcloud" / "home").mkdir(parents=True)  # dotCloud's home, as bin/dcapproot.sh makes it
+    (home / ".dotcloud" / "home" / "code").symlink_to("../..")
+    (home / ".dotcloud" / "home" / "current").symlink_to("code/site")
     closed.chmod(0o700)
     with pytest.raises(reach.ReachError) as failed:
         reach.choose(home, {})

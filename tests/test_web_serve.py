@@ -487,7 +487,7 @@ def test_as_root_an_app_the_workers_cannot_enter_stops_at_once_or_runs_with_root
     assert time.monotonic() - started < 5
     assert w.output.splitlines()[-1] == (
         f"dcweb | error: nginx's workers run as nobody and cannot enter {closed}, on the way to the app"
-        f" ({app}/current): every request would fail. Either let them through: chmod o+x {closed} (they can then"
+        f" ({app}/site): every request would fail. Either let them through: chmod o+x {closed} (they can then"
         " enter it, not list it), or run them as root: set NGINX_USER=root"
     )
     assert "supervisord" not in w.output and w.leftovers() == []
