@@ -19,13 +19,10 @@ as they will be in the slug, so the environment works wherever the slug is moved
 
 from __future__ import annotations
 
-import ast
-import configparser
 import hashlib
 import os
 import re
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,7 +52,7 @@ def _as_path(token: str, bases: list[Path]) -> list[Path]:
     token = token.split("#", 1)[0]
     if token.startswith("file:"):
         parsed = urllib.parse.urlparse(token)
-        raw = urllib.request.url2pathname(parsed.path) if parsed.netloc in ("", "localhost") else ""
+        raw = urllib.parse.unquote(parsed.path) if parsed.netloc in ("", "localhost") else ""
         if not raw:
             return []
         token = raw
@@ -212,6 +209,8 @@ def project_name(path: Path) -> str | None:
                 return _normal(m.group(1))
     cfg = path / "setup.cfg"
     if cfg.is_file():
+        import configparser
+
         parser = configparser.ConfigParser(interpolation=None)
         try:
             parser.read(cfg, encoding="utf-8")
@@ -290,6 +289,8 @@ _FINDER_HELPER = (
 def _relocate_finder(text: str, rel) -> str | None:
     """setuptools' editable finder with its MAPPING and NAMESPACES paths computed from the
     module's own place; None when there is nothing to change."""
+    import ast
+
     try:
         tree = ast.parse(text)
     except SyntaxError:
